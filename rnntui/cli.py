@@ -1,0 +1,286 @@
+"""The ``rnntui`` command.
+
+    rnntui CORPUS [options]            train, watching it in the terminal app (or --headless)
+    rnntui sample CHECKPOINT [options] generate text from a checkpoint
+    rnntui gradcheck [options]         finite-difference check of the BPTT gradients
+
+Every mistake a user can make gets one line ``rnntui: error: …`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import numpy as np
+
+from . import __version__
+from .checkpoint import CheckpointError, check_writable
+from .checkpoint import load as load_checkpoint
+from .config import CLIP_MODES, DTYPES, INITS, LECTURE_SETTINGS, OPTIMIZERS, ConfigError, HyperParams, TrainConfig
+from .corpus import LARGE_VOCAB, Corpus, CorpusError, printable, read_text
+
+EXIT_USAGE = 2
+
+
+class UsageProblem(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+class DefaultGroup(click.Group):
+    """A group whose default command is ``train``: ``rnntui CORPUS`` means ``rnntui train CORPUS``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(cls=DefaultGroup, context_settings=CONTEXT, invoke_without_command=True)
+@click.version_option(__version__, "--version", prog_name="rnntui")
+@click.pass_context
+def main(ctx):
+    """Train a character-level RNN with hand-written BPTT and watch its gradients live.
+
+    \b
+      rnntui CORPUS.txt                  open the live trainer on a text file
+      rnntui CORPUS.txt --headless       train with progress lines instead
+      rnntui sample run.npz --prime "ROMEO:"
+      rnntui gradcheck
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+def _hyper_option(*names, **kw):
+    return click.option(*names, show_default=True, **kw)
+
+
+D = HyperParams()
+C = TrainConfig()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("corpus", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--hidden-size", type=int, default=C.hidden_size, show_default=True, help="Hidden units H.")
+@click.option("--seq-length", type=int, default=C.seq_length, show_default=True, help="BPTT window T (steps).")
+@click.option("--batch-size", type=int, default=C.batch_size, show_default=True, help="Sequences per batch B.")
+@_hyper_option("--lr", type=float, default=D.lr, help="Learning rate.")
+@_hyper_option("--optimizer", type=click.Choice(OPTIMIZERS, case_sensitive=False), default=D.optimizer,
+               help="Update rule (switching mid-run starts its state fresh).")
+@_hyper_option("--clip-mode", type=click.Choice(CLIP_MODES, case_sensitive=False), default=D.clip_mode,
+               help="global: rescale when ‖g‖ > clip; element: clip each entry to ±clip; none.")
+@_hyper_option("--clip", type=float, default=D.clip, help="Clip threshold.")
+@click.option("--init", type=click.Choice(INITS), default=C.init, show_default=True,
+              help="scaled: U(±1/√H); lecture: N(0, 0.01²).")
+@click.option("--lecture", is_flag=True,
+              help="The lecture's settings: adagrad, lr 0.1, element clip ±5, N(0, 0.01²) init.")
+@click.option("--dtype", type=click.Choice(DTYPES), default=C.dtype, show_default=True)
+@click.option("--seed", type=int, default=C.seed, show_default=True, help="Seed for initialisation and sampling.")
+@_hyper_option("--temperature", type=float, default=D.temperature, help="Sampling temperature (0: argmax).")
+@_hyper_option("--sample-every", type=int, default=D.sample_every, help="Steps between samples (0: never).")
+@_hyper_option("--sample-length", type=int, default=D.sample_length, help="Characters per sample.")
+@_hyper_option("--val-every", type=int, default=D.val_every, help="Steps between validation losses (0: never).")
+@click.option("--val-fraction", type=float, default=C.val_fraction, show_default=True,
+              help="Share of the text held out for validation (the end of the file).")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all.  [default: no limit]")
+@click.option("--checkpoint", "checkpoint", type=str, default=None, metavar="PATH",
+              help="Save here on ctrl+s, on quit and every --checkpoint-every steps.")
+@click.option("--checkpoint-every", type=int, default=0, show_default=True, help="Steps between saves (0: never).")
+@click.option("--resume", type=str, default=None, metavar="PATH", help="Continue training from a checkpoint.")
+@click.option("--headless", is_flag=True, help="Train without the app, printing progress lines.")
+@click.option("--log-every", type=int, default=100, show_default=True, help="Steps between progress lines (headless).")
+@click.option("--metrics", "metrics", type=str, default=None, metavar="PATH",
+              help="Append one JSON line of figures per logged step.")
+@click.option("--no-mouse", is_flag=True, help="Do not capture the mouse (for SSH and tmux).")
+@click.pass_context
+def train(ctx, corpus, **opts):
+    """Train on CORPUS, a UTF-8 text file. Opens the live app unless --headless."""
+    trainer = _build_trainer(ctx, corpus, opts)
+    if not opts["headless"] and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        click.echo("rnntui: not a terminal, training headless (pass --headless to say so)", err=True)
+        opts["headless"] = True
+    if opts["headless"]:
+        from .headless import run_headless
+
+        code = run_headless(trainer, max_steps=opts["max_steps"], log_every=opts["log_every"],
+                            metrics_path=opts["metrics"])
+    else:
+        from .tui.app import run_app
+
+        code = run_app(trainer, max_steps=opts["max_steps"], mouse=not opts["no_mouse"])
+    ctx.exit(code)
+
+
+def _positive(name, value, allow_zero=False):
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UsageProblem(f"{name} must be {'0 or more' if allow_zero else 'at least 1'}, got {value}")
+
+
+def _build_trainer(ctx, corpus_path: str, o: dict):
+    from .trainer import Trainer, resume_trainer
+
+    explicit = {k for k in o if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+    if o["lecture"]:
+        for k, v in LECTURE_SETTINGS.items():
+            if k not in explicit:
+                o[k] = v
+                explicit.add(k)
+    _positive("--max-steps", o["max_steps"], allow_zero=True)
+    _positive("--checkpoint-every", o["checkpoint_every"], allow_zero=True)
+    _positive("--log-every", o["log_every"])
+    hyper_names = [f for f in HyperParams.__dataclass_fields__]
+    try:
+        hyper = HyperParams(**{k: o[k] for k in hyper_names}).validated()
+        config = TrainConfig(hidden_size=o["hidden_size"], seq_length=o["seq_length"], batch_size=o["batch_size"],
+                             dtype=o["dtype"], seed=o["seed"], init=o["init"], val_fraction=o["val_fraction"],
+                             hyper=hyper).validated()
+        if o["checkpoint"]:
+            check_writable(o["checkpoint"])
+        if o["metrics"]:
+            _check_metrics(o["metrics"])
+        if o["resume"]:
+            ckpt = load_checkpoint(o["resume"])
+            text = read_text(corpus_path)
+            corpus = _corpus_for_checkpoint(text, ckpt, corpus_path)
+            changes = {k: getattr(hyper, k) for k in hyper_names if k in explicit}
+            fixed = [k for k in ("hidden_size", "seq_length", "batch_size", "dtype", "init", "val_fraction")
+                     if k in explicit and getattr(config, k) != getattr(ckpt.config, k)]
+            if fixed:
+                raise UsageProblem(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint has "
+                                   f"{getattr(ckpt.config, fixed[0])}); leave it out")
+            trainer = resume_trainer(ckpt, corpus, hyper_changes=changes, checkpoint_path=o["checkpoint"],
+                                     checkpoint_every=o["checkpoint_every"])
+        else:
+            corpus = Corpus.load(corpus_path, val_fraction=config.val_fraction)
+            if corpus.vocab.size > LARGE_VOCAB:
+                click.echo(f"rnntui: warning: {corpus.vocab.size} distinct characters; the output layer will make "
+                           "training slow (consider a smaller --hidden-size)", err=True)
+            trainer = Trainer(corpus, config, checkpoint_path=o["checkpoint"],
+                              checkpoint_every=o["checkpoint_every"])
+    except (ConfigError, CorpusError, CheckpointError) as e:
+        raise UsageProblem(str(e)) from None
+    if o["max_steps"] is not None and trainer.step >= o["max_steps"] and o["resume"]:
+        raise UsageProblem(f"the checkpoint is already at step {trainer.step}; give a --max-steps above it")
+    return trainer
+
+
+def _check_metrics(path: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise UsageProblem(f"cannot write metrics file {path}: {e.strerror or e}; choose a writable path") from None
+
+
+def _corpus_for_checkpoint(text: str, ckpt, path: str) -> Corpus:
+    """The corpus encoded with the checkpoint's vocabulary, or a clear refusal."""
+    vocab = ckpt.vocab
+    missing = vocab.missing(text)
+    if missing:
+        raise UsageProblem(
+            f"the corpus has {len(missing)} character(s) the checkpoint's vocabulary lacks "
+            f"({printable(missing[:12])}); resume on a text made of the checkpoint's {vocab.size} characters, "
+            "or start a new run without --resume"
+        )
+    return Corpus.from_text(text, val_fraction=ckpt.config.val_fraction, vocab=vocab, path=path)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("checkpoint", type=str)
+@click.option("--prime", default="\n", show_default=repr("\n"), help="Text to feed the network first.")
+@click.option("-n", "--length", type=int, default=500, show_default=True, help="Characters to generate.")
+@click.option("--temperature", type=float, default=0.8, show_default=True, help="0 picks the most likely character.")
+@click.option("--seed", type=int, default=None, help="Seed for reproducible samples.")
+def sample(checkpoint, prime, length, temperature, seed):
+    """Generate text from a CHECKPOINT."""
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        HyperParams().replace(temperature=temperature, sample_length=length)
+    except (CheckpointError, ConfigError) as e:
+        raise UsageProblem(str(e)) from None
+    model = ckpt.model()
+    missing = ckpt.vocab.missing(prime) if prime else ""
+    if missing:
+        raise UsageProblem(f"--prime has characters the model does not know: {printable(missing)}; "
+                           f"it knows {printable(ckpt.vocab.chars)}")
+    prime = prime or ckpt.vocab.chars[0]
+    text = model.sample(None, prime, length, temperature, np.random.default_rng(seed))
+    click.echo(prime + text)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--checkpoint", type=str, default=None, metavar="PATH",
+              help="Check this checkpoint's model (on a random batch of its vocabulary) instead of a small random one.")
+@click.option("--hidden-size", type=int, default=8, show_default=True)
+@click.option("--vocab-size", type=int, default=10, show_default=True)
+@click.option("--seq-length", type=int, default=6, show_default=True)
+@click.option("--batch-size", type=int, default=3, show_default=True)
+@click.option("--entries", type=int, default=None, help="Entries checked per tensor.  [default: all for a small "
+              "model, 40 for a checkpoint]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threshold", type=float, default=1e-6, show_default=True, help="Largest relative error that passes.")
+def gradcheck(checkpoint, hidden_size, vocab_size, seq_length, batch_size, entries, seed, threshold):
+    """Compare the BPTT gradients with finite differences in float64, equation by equation."""
+    from . import gradcheck as gc
+
+    for name, value in (("--hidden-size", hidden_size), ("--vocab-size", vocab_size),
+                        ("--seq-length", seq_length), ("--batch-size", batch_size), ("--entries", entries)):
+        _positive(name, value)
+    if not threshold > 0 or not np.isfinite(threshold):
+        raise UsageProblem(f"--threshold must be a positive number, got {threshold}")
+    rng = np.random.default_rng(seed)
+    if checkpoint:
+        try:
+            ckpt = load_checkpoint(checkpoint)
+        except CheckpointError as e:
+            raise UsageProblem(str(e)) from None
+        model = ckpt.model()
+        vocab_size = model.V
+        entries = entries or 40
+        x = rng.integers(0, vocab_size, (batch_size, seq_length))
+        y = rng.integers(0, vocab_size, (batch_size, seq_length))
+        h0 = np.tanh(rng.standard_normal((model.H, batch_size)))
+        where = f"checkpoint {checkpoint} (H={model.H}, V={model.V})"
+    else:
+        model, x, y, h0 = gc.random_problem(vocab_size, hidden_size, batch_size, seq_length, seed)
+        where = f"random model (H={hidden_size}, V={vocab_size})"
+    results = gc.check_model(model, x, y, h0, entries=entries, seed=seed)
+    click.echo(f"gradient check, float64, centred differences (ε={gc.EPS:g}), {where}, B={batch_size}, "
+               f"T={seq_length}")
+    click.echo(gc.format_table(results))
+    worst = max(results, key=lambda r: r.max_error)
+    if worst.max_error >= threshold:
+        click.echo(f"FAILED: {worst.equation} ({worst.name}) has relative error {worst.max_error:.2e} "
+                   f"≥ {threshold:g}", err=True)
+        sys.exit(1)
+    click.echo(f"all passed: largest relative error {worst.max_error:.2e} < {threshold:g}")
+
+
+def run(argv=None) -> int:
+    """Entry point: click without its multi-line usage errors or tracebacks."""
+    try:
+        rv = main.main(args=argv, prog_name="rnntui", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("rnntui: aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        msg = e.format_message().replace("\n", " ")
+        hint = "" if isinstance(e, UsageProblem) else " (see rnntui --help)"
+        click.echo(f"rnntui: error: {msg}{hint}", err=True)
+        return e.exit_code if e.exit_code else EXIT_USAGE
+    return rv if isinstance(rv, int) else 0
+
+
+def entry() -> None:
+    sys.exit(run())
+
+
+__all__ = ["main", "run", "entry"]

@@ -1,0 +1,219 @@
+"""Gradient statistics, computed every step and kept cheap (O(parameters), no SVD).
+
+Per parameter and for the whole gradient: L2 norm before and after clipping, the
+largest |g| before clipping, the fraction of elements the clip changed, and the
+update-to-weight ratio ‖Δp‖/‖p‖. Through time: ‖∂E/∂h_t‖ for every step of the
+latest batch, the per-step transmission ratio ‖wᵀ·dhraw_t‖/‖∂E/∂h_t‖ and its
+geometric mean, tanh saturation (fraction of |h| > 0.99), and σmax(w) by a few
+warm-started power iterations. Also: bounded histories for plotting long runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import PARAM_NAMES, StepDiagnostics
+
+SATURATION_LEVEL = 0.99
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    """Gradient figures of one tensor (or, with name ``total``, of all of them)."""
+
+    name: str
+    norm_pre: float  # ‖g‖ before clipping
+    norm_post: float  # ‖g‖ after clipping
+    max_abs: float  # max |g| before clipping
+    clip_frac: float  # fraction of elements the clip changed
+    update_ratio: float  # ‖Δp‖ / ‖p‖ of the step just taken
+
+
+@dataclass(frozen=True)
+class PreClip:
+    """What is measured before the clip changes the gradient in place."""
+
+    norms: dict[str, float]
+    max_abs: dict[str, float]
+    clipped: dict[str, int]  # elements beyond ±c (element mode)
+    nonfinite: str | None  # the first tensor holding NaN or Inf, if any
+
+
+@dataclass(frozen=True)
+class GradStats:
+    """Every gradient figure of one training step."""
+
+    step: int
+    params: tuple[ParamStats, ...]
+    total: ParamStats
+    clip_mode: str
+    clip: float
+    dh_norms: np.ndarray  # ‖∂E/∂h_t‖ for t = 1 … T (index 0 is t = 1)
+    transmission: np.ndarray  # ‖wᵀ·dhraw_t‖ / ‖∂E/∂h_t‖ for t = 1 … T
+    transmission_gmean: float
+    saturation: float
+    sigma_max: float
+
+    def param(self, name: str) -> ParamStats:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+
+def _sq(a: np.ndarray) -> float:
+    flat = a.reshape(-1)
+    return float(np.dot(flat, flat))
+
+
+class Monitor:
+    """Computes :class:`GradStats`; keeps only the power-iteration vector between steps."""
+
+    def __init__(self, hidden_size: int, *, seed: int = 0, power_iters: int = 2):
+        rng = np.random.default_rng(seed + 7919)
+        x = rng.standard_normal(hidden_size)
+        self._x = x / np.linalg.norm(x)
+        self.power_iters = power_iters
+
+    def pre_clip(self, grads: dict[str, np.ndarray], clip_mode: str, clip: float) -> PreClip:
+        norms, max_abs, clipped = {}, {}, {}
+        nonfinite = None
+        for k in PARAM_NAMES:
+            g = grads[k]
+            m = float(np.max(np.abs(g)))
+            max_abs[k] = m
+            if not np.isfinite(m) and nonfinite is None:
+                nonfinite = k
+            norms[k] = float(np.sqrt(_sq(g))) if np.isfinite(m) else float("nan")
+            clipped[k] = int(np.count_nonzero(np.abs(g) > clip)) if clip_mode == "element" and m > clip else 0
+        return PreClip(norms, max_abs, clipped, nonfinite)
+
+    def sigma_max(self, w: np.ndarray, iters: int | None = None) -> float:
+        """Largest singular value of ``w`` by power iteration on wᵀw, warm-started."""
+        x = self._x
+        s = 0.0
+        for _ in range(iters or self.power_iters):
+            y = w @ x.astype(w.dtype)
+            x = (w.T @ y).astype(np.float64)
+            n = np.linalg.norm(x)
+            if not np.isfinite(n) or n == 0:
+                return float(n) if not np.isfinite(n) else 0.0
+            s = np.sqrt(n)
+            x /= n
+        self._x = x
+        return float(s)
+
+    def measure(self, step: int, pre: PreClip, grads: dict[str, np.ndarray], deltas: dict[str, np.ndarray],
+                params: dict[str, np.ndarray], diag: StepDiagnostics, clip_mode: str, clip: float,
+                scale: float) -> GradStats:
+        """Fold the figures of a finished step into :class:`GradStats`."""
+        rows = []
+        tot_pre = tot_post = tot_d = tot_p = 0.0
+        tot_clipped = tot_n = 0
+        for k in PARAM_NAMES:
+            n_pre = pre.norms[k]
+            if clip_mode == "element":
+                n_post = np.sqrt(_sq(grads[k])) if pre.clipped[k] else n_pre
+                frac = pre.clipped[k] / grads[k].size
+            elif clip_mode == "global":
+                n_post = n_pre * scale
+                frac = 1.0 if scale < 1.0 else 0.0
+            else:
+                n_post, frac = n_pre, 0.0
+            d2, p2 = _sq(deltas[k]), _sq(params[k])
+            rows.append(ParamStats(k, n_pre, float(n_post), pre.max_abs[k], frac,
+                                   float(np.sqrt(d2 / p2)) if p2 > 0 else float("inf") if d2 > 0 else 0.0))
+            tot_pre += n_pre**2
+            tot_post += n_post**2
+            tot_d += d2
+            tot_p += p2
+            tot_clipped += round(frac * grads[k].size)
+            tot_n += grads[k].size
+        total = ParamStats("total", float(np.sqrt(tot_pre)), float(np.sqrt(tot_post)), max(pre.max_abs.values()),
+                           tot_clipped / tot_n, float(np.sqrt(tot_d / tot_p)) if tot_p > 0 else 0.0)
+        dh = diag.dh_norms.astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            trans = diag.carry_norms / dh
+            good = trans[np.isfinite(trans) & (trans > 0)]
+            gmean = float(np.exp(np.mean(np.log(good)))) if good.size else 0.0
+        hs = diag.hs
+        sat = float(np.count_nonzero(np.abs(hs) > SATURATION_LEVEL)) / hs.size if hs.size else 0.0
+        return GradStats(step=step, params=tuple(rows), total=total, clip_mode=clip_mode, clip=float(clip),
+                         dh_norms=dh, transmission=trans, transmission_gmean=gmean, saturation=sat,
+                         sigma_max=self.sigma_max(params["w"]))
+
+
+def health(stats: GradStats) -> list[str]:
+    """Status words for the through-time figures (shown beside colours, never instead)."""
+    words = []
+    dh = stats.dh_norms
+    if len(dh) > 1 and dh[-1] > 0:
+        # how much of the last step's gradient survives back to the first step
+        decay = dh[0] / dh[-1]
+        if stats.transmission_gmean < 0.5 and decay < 0.05:
+            words.append("VANISHING")
+    if stats.transmission_gmean > 1.5 or stats.total.norm_pre > 1e3:
+        words.append("EXPLODING")
+    if stats.saturation > 0.25:
+        words.append("SATURATED")
+    return words
+
+
+class History:
+    """A series of (step, value) that keeps at most ``capacity`` points however long the run.
+
+    When full, neighbouring points are merged pairwise (their mean) and from then on
+    every point is the mean of twice as many steps, so the whole run stays visible.
+    """
+
+    def __init__(self, capacity: int = 2048):
+        if capacity < 2 or capacity % 2:
+            raise ValueError("capacity must be an even number >= 2")
+        self.capacity = capacity
+        self._steps = np.empty(capacity)
+        self._vals = np.empty(capacity)
+        self.n = 0
+        self.stride = 1
+        self._acc_step = self._acc_val = 0.0
+        self._acc_n = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def append(self, step: float, value: float) -> None:
+        self._acc_step += step
+        self._acc_val += value
+        self._acc_n += 1
+        if self._acc_n < self.stride:
+            return
+        if self.n == self.capacity:
+            half = self.capacity // 2
+            self._steps[:half] = self._steps.reshape(half, 2).mean(axis=1)
+            self._vals[:half] = self._vals.reshape(half, 2).mean(axis=1)
+            self.n = half
+            self.stride *= 2
+        self._steps[self.n] = self._acc_step / self._acc_n
+        self._vals[self.n] = self._acc_val / self._acc_n
+        self.n += 1
+        self._acc_step = self._acc_val = 0.0
+        self._acc_n = 0
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of (steps, values)."""
+        return self._steps[: self.n].copy(), self._vals[: self.n].copy()
+
+    def last(self) -> float | None:
+        return float(self._vals[self.n - 1]) if self.n else None
+
+    def state(self) -> dict:
+        s, v = self.arrays()
+        return {"steps": s, "values": v, "stride": self.stride}
+
+    def load(self, state: dict) -> None:
+        s, v = np.asarray(state["steps"], float), np.asarray(state["values"], float)
+        n = min(len(s), self.capacity)
+        self._steps[:n], self._vals[:n] = s[-n:], v[-n:]
+        self.n = n
+        self.stride = int(state.get("stride", 1))

@@ -1,0 +1,166 @@
+"""Gradient clipping and update rules.
+
+Clipping modes (applied in place to the gradient dict):
+  ``element``  np.clip every element to ±c (the lecture's, c = 5)
+  ``global``   rescale all gradients by c/‖g‖ when the global L2 norm ‖g‖ exceeds c
+               (Pascanu, Mikolov & Bengio 2013)
+  ``none``     leave the gradient as it is
+
+Update rules: ``adagrad`` (the lecture's), ``sgd``, ``momentum``, ``rmsprop``, ``adam``.
+``step`` returns the update Δp it applied to each parameter so that the monitor can
+report ‖Δp‖/‖p‖. Switching rule mid-run starts the new rule with fresh state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .config import CLIP_MODES, OPTIMIZERS
+
+
+def clip_grads(grads: dict[str, np.ndarray], mode: str, c: float) -> float:
+    """Clip ``grads`` in place. Returns the global scale applied (1.0 when none was)."""
+    if mode == "element":
+        for g in grads.values():
+            np.clip(g, -c, c, out=g)
+        return 1.0
+    if mode == "global":
+        total = np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+        if total > c and np.isfinite(total):
+            scale = c / total
+            for g in grads.values():
+                g *= g.dtype.type(scale)
+            return scale
+        return 1.0
+    if mode == "none":
+        return 1.0
+    raise ValueError(f"unknown clip mode {mode!r}; known: {', '.join(CLIP_MODES)}")
+
+
+class Optimizer(ABC):
+    """Base: holds per-parameter state arrays and the learning rate."""
+
+    name = ""
+    #: Names of the per-parameter state arrays this rule keeps.
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float):
+        self.lr = float(lr)
+        self.t = 0
+        self.state = {s: {k: np.zeros_like(p) for k, p in params.items()} for s in self.slots}
+        self._delta = {k: np.empty_like(p) for k, p in params.items()}
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Update ``params`` in place from ``grads``; return the update Δp of each (reused buffers)."""
+        self.t += 1
+        for k, p in params.items():
+            d = self._delta[k]
+            self._update(k, grads[k], d, p.dtype.type)
+            p += d
+        return self._delta
+
+    @abstractmethod
+    def _update(self, k: str, g: np.ndarray, d: np.ndarray, f) -> None:
+        """Write the update for parameter ``k`` into ``d``; ``f`` is the parameters' scalar type."""
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "t": self.t, "state": self.state}
+
+    def load_state_dict(self, data: dict) -> None:
+        if data["name"] != self.name:
+            raise ValueError(f"optimizer state is for {data['name']}, not {self.name}")
+        self.t = int(data["t"])
+        for s in self.slots:
+            for k in self.state[s]:
+                self.state[s][k][...] = data["state"][s][k]
+
+
+class SGD(Optimizer):
+    """p −= lr·g"""
+
+    name = "sgd"
+
+    def _update(self, k, g, d, f):
+        np.multiply(g, f(-self.lr), out=d)
+
+
+class Momentum(Optimizer):
+    """m = μ·m + g;  p −= lr·m  (μ = 0.9)"""
+
+    name = "momentum"
+    slots = ("m",)
+    mu = 0.9
+
+    def _update(self, k, g, d, f):
+        m = self.state["m"][k]
+        m *= f(self.mu)
+        m += g
+        np.multiply(m, f(-self.lr), out=d)
+
+
+class Adagrad(Optimizer):
+    """The lecture's rule: mem += g²;  p −= lr·g/√(mem + 1e−8)"""
+
+    name = "adagrad"
+    slots = ("mem",)
+
+    def _update(self, k, g, d, f):
+        mem = self.state["mem"][k]
+        mem += g * g
+        np.add(mem, f(1e-8), out=d)
+        np.sqrt(d, out=d)
+        np.divide(g, d, out=d)
+        d *= f(-self.lr)
+
+
+class RMSProp(Optimizer):
+    """s = ρ·s + (1−ρ)·g²;  p −= lr·g/(√s + 1e−8)  (ρ = 0.99)"""
+
+    name = "rmsprop"
+    slots = ("s",)
+    rho = 0.99
+
+    def _update(self, k, g, d, f):
+        s = self.state["s"][k]
+        s *= f(self.rho)
+        s += f(1 - self.rho) * (g * g)
+        np.sqrt(s, out=d)
+        d += f(1e-8)
+        np.divide(g, d, out=d)
+        d *= f(-self.lr)
+
+
+class Adam(Optimizer):
+    """m = β1·m + (1−β1)·g;  s = β2·s + (1−β2)·g²;  p −= lr·m̂/(√ŝ + 1e−8)  (β1 = 0.9, β2 = 0.999)"""
+
+    name = "adam"
+    slots = ("m", "s")
+    b1, b2 = 0.9, 0.999
+
+    def _update(self, k, g, d, f):
+        m, s = self.state["m"][k], self.state["s"][k]
+        m *= f(self.b1)
+        m += f(1 - self.b1) * g
+        s *= f(self.b2)
+        s += f(1 - self.b2) * (g * g)
+        # bias corrections folded into the step size and epsilon
+        c1 = 1 - self.b1 ** self.t
+        c2 = 1 - self.b2 ** self.t
+        np.sqrt(s, out=d)
+        d += f(1e-8 * np.sqrt(c2))
+        np.divide(m, d, out=d)
+        d *= f(-self.lr * np.sqrt(c2) / c1)
+
+
+_RULES = {cls.name: cls for cls in (SGD, Momentum, Adagrad, RMSProp, Adam)}
+assert set(_RULES) == set(OPTIMIZERS)
+
+
+def make_optimizer(name: str, params: dict[str, np.ndarray], lr: float) -> Optimizer:
+    try:
+        cls = _RULES[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}") from None
+    return cls(params, lr)

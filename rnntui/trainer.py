@@ -1,0 +1,449 @@
+"""The training loop: owns model, optimizer, data position and RNG.
+
+Other threads talk to a running :class:`Trainer` only through :meth:`Trainer.send`
+(a thread-safe queue of commands, applied between steps) and read it only through
+the immutable :class:`Snapshot` objects it publishes. Nothing here imports a UI.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import ConfigError, HyperParams, TrainConfig
+from .corpus import BatchStream, Corpus
+from .model import PARAM_NAMES, CharRNN
+from .monitor import GradStats, History, Monitor
+from .optim import clip_grads, make_optimizer
+
+# -- commands (the control channel) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pause:
+    pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    pass
+
+
+@dataclass(frozen=True)
+class Set:
+    """Change hyperparameters, e.g. ``Set({"lr": 1e-3, "clip_mode": "none"})``."""
+
+    changes: dict
+
+
+@dataclass(frozen=True)
+class SampleNow:
+    pass
+
+
+@dataclass(frozen=True)
+class SaveCheckpoint:
+    path: str | None = None  # None: the trainer's own checkpoint path
+
+
+@dataclass(frozen=True)
+class Stop:
+    save: bool = False  # write the checkpoint first (when a path is configured)
+
+
+Command = Pause | Resume | Set | SampleNow | SaveCheckpoint | Stop
+
+# -- what the trainer publishes -----------------------------------------------------
+
+RUNNING, PAUSED, DIVERGED, CRASHED, FINISHED, STOPPED = "running", "paused", "diverged", "crashed", "finished", "stopped"
+
+
+@dataclass(frozen=True)
+class Sample:
+    step: int
+    temperature: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Change:
+    step: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a view shows, as plain numbers and small array copies."""
+
+    version: int
+    state: str
+    step: int
+    epoch: int
+    epoch_progress: float
+    chars_seen: int
+    chars_per_sec: float
+    elapsed: float
+    loss: float | None  # train loss per character (nats), latest step
+    loss_ema: float | None
+    val_loss: float | None
+    val_step: int | None
+    hyper: HyperParams
+    config: TrainConfig
+    grad: GradStats | None
+    history: dict = field(repr=False)  # name -> (steps, values)
+    samples: tuple[Sample, ...] = ()
+    changes: tuple[Change, ...] = ()
+    message: str = ""
+    error: str | None = None
+    checkpoint_path: str | None = None
+    saved_step: int | None = None
+    vocab_size: int = 0
+    corpus_path: str = ""
+
+
+HISTORY_NAMES = ("loss", "loss_ema", "val_loss", "lr", "sigma_max", "saturation", "transmission") + tuple(
+    f"{kind}:{name}" for name in PARAM_NAMES + ("total",) for kind in ("pre", "post", "ratio")
+)
+
+EMA_DECAY = 0.98
+
+
+class Trainer:
+    """Runs training steps on ``corpus`` with ``config``; see the module docstring."""
+
+    def __init__(self, corpus: Corpus, config: TrainConfig | None = None, *, checkpoint_path: str | None = None,
+                 checkpoint_every: int = 0, publish_interval: float = 0.1):
+        config = (config or TrainConfig()).validated()
+        corpus.check_fits(config.seq_length, config.batch_size)
+        self.corpus = corpus
+        self.config = config
+        self.hyper = config.hyper
+        self.model = CharRNN(corpus.vocab.size, config.hidden_size, seed=config.seed, dtype=np.dtype(config.dtype),
+                             init=config.init, chars=corpus.vocab.chars)
+        self.optimizer = make_optimizer(self.hyper.optimizer, self.model.params, self.hyper.lr)
+        self.stream = BatchStream(corpus.train, config.batch_size, config.seq_length)
+        self.h = self.model.zero_state(config.batch_size)
+        self.rng = np.random.default_rng(config.seed + 1)
+        self.monitor = Monitor(config.hidden_size, seed=config.seed)
+        self.checkpoint_path = checkpoint_path
+        self.checkpoint_every = int(checkpoint_every)
+        self.publish_interval = publish_interval
+        self.step = 0
+        self.chars_seen = 0
+        self.elapsed = 0.0
+        self.state = PAUSED
+        self.loss: float | None = None
+        self.loss_ema: float | None = None
+        self.val_loss: float | None = None
+        self.val_step: int | None = None
+        self.grad: GradStats | None = None
+        self.history = {name: History() for name in HISTORY_NAMES}
+        self.samples: deque[Sample] = deque(maxlen=50)
+        self.changes: deque[Change] = deque(maxlen=200)
+        self.message = ""
+        self.error: str | None = None
+        self.saved_step: int | None = None
+        self._controls: queue.SimpleQueue = queue.SimpleQueue()
+        self._rate: deque[tuple[float, int]] = deque(maxlen=64)
+        self._val_batches = self._make_val_batches()
+        self._version = 0
+        self.latest: Snapshot | None = None
+        self._max_steps: int | None = None
+
+    # -- control channel ---------------------------------------------------------
+    def send(self, command: Command) -> None:
+        """Queue a command; the training thread applies it before its next step."""
+        self._controls.put(command)
+
+    def _note(self, text: str) -> None:
+        self.changes.append(Change(self.step, text))
+        self.message = f"step {self.step}: {text}"
+
+    def apply(self, command: Command) -> bool:
+        """Apply one command now (training thread only). Returns False on Stop."""
+        if isinstance(command, Pause):
+            if self.state == RUNNING:
+                self.state = PAUSED
+                self._note("paused")
+        elif isinstance(command, Resume):
+            if self.state in (PAUSED, DIVERGED, FINISHED):
+                if self.state == FINISHED:
+                    self._max_steps = None
+                if self.state == DIVERGED:
+                    self._recover()
+                self.state = RUNNING
+                self._rate.clear()
+                self._note("resumed")
+        elif isinstance(command, Set):
+            self.set_hyper(**command.changes)
+        elif isinstance(command, SampleNow):
+            self.sample()
+        elif isinstance(command, SaveCheckpoint):
+            self.save(command.path)
+        elif isinstance(command, Stop):
+            if command.save and self.checkpoint_path:
+                self.save()
+            self.state = STOPPED
+            return False
+        return True
+
+    def set_hyper(self, **changes) -> None:
+        """Validate and apply hyperparameter changes; a refused change is reported, not raised."""
+        try:
+            new = self.hyper.replace(**changes)
+        except ConfigError as e:
+            self.message = f"step {self.step}: refused: {e}"
+            self.changes.append(Change(self.step, f"refused: {e}"))
+            return
+        old = self.hyper
+        self.hyper = new
+        if new.optimizer != old.optimizer:
+            self.optimizer = make_optimizer(new.optimizer, self.model.params, new.lr)
+        self.optimizer.lr = new.lr
+        diffs = [f"{k} {_fmt(getattr(old, k))} → {_fmt(getattr(new, k))}" for k in changes
+                 if getattr(old, k) != getattr(new, k)]
+        if new.optimizer != old.optimizer:
+            diffs.append("(optimizer state starts fresh)")
+        if diffs:
+            self._note(", ".join(diffs))
+
+    def _recover(self) -> None:
+        """Before resuming after divergence: fresh hidden state, and fresh optimizer state if it went bad."""
+        self.h = self.model.zero_state(self.config.batch_size)
+        bad = any(not np.all(np.isfinite(a)) for slot in self.optimizer.state.values() for a in slot.values())
+        if bad:
+            self.optimizer = make_optimizer(self.hyper.optimizer, self.model.params, self.hyper.lr)
+            self._note("optimizer state was not finite and starts fresh")
+
+    # -- one step ----------------------------------------------------------------
+    def train_step(self) -> GradStats | None:
+        """One step of truncated BPTT. Returns its statistics, or None when it diverged."""
+        cfg, hp = self.config, self.hyper
+        inputs, targets, wrapped = self.stream.next()
+        if wrapped:
+            self.h = self.model.zero_state(cfg.batch_size)
+        loss, grads, h_last, diag = self.model.loss_and_grads(inputs, targets, self.h)
+        pre = self.monitor.pre_clip(grads, hp.clip_mode, hp.clip)
+        step = self.step + 1
+        if not math.isfinite(loss) or pre.nonfinite:
+            what = f"non-finite gradient in {pre.nonfinite}" if pre.nonfinite else "non-finite loss"
+            return self._diverge(step, what)
+        scale = clip_grads(grads, hp.clip_mode, hp.clip)
+        backup = {k: p.copy() for k, p in self.model.params.items()}
+        deltas = self.optimizer.step(self.model.params, grads)
+        bad = next((k for k, p in self.model.params.items() if not np.isfinite(p.sum())), None)
+        if bad:
+            for k, p in self.model.params.items():
+                p[...] = backup[k]
+            return self._diverge(step, f"non-finite parameter {bad} after the update")
+        self.h = h_last
+        self.step = step
+        self.chars_seen += inputs.size
+        T = cfg.seq_length
+        self.loss = loss / T
+        self.loss_ema = self.loss if self.loss_ema is None else EMA_DECAY * self.loss_ema + (1 - EMA_DECAY) * self.loss
+        stats = self.monitor.measure(step, pre, grads, deltas, self.model.params, diag, hp.clip_mode, hp.clip, scale)
+        self.grad = stats
+        self._record(stats)
+        if hp.val_every and step % hp.val_every == 0:
+            self.validate()
+        if hp.sample_every and step % hp.sample_every == 0:
+            self.sample()
+        if self.checkpoint_every and self.checkpoint_path and step % self.checkpoint_every == 0:
+            self.save()
+        return stats
+
+    def _record(self, s: GradStats) -> None:
+        h, step = self.history, self.step
+        h["loss"].append(step, self.loss)
+        h["loss_ema"].append(step, self.loss_ema)
+        h["lr"].append(step, self.hyper.lr)
+        h["sigma_max"].append(step, s.sigma_max)
+        h["saturation"].append(step, s.saturation)
+        h["transmission"].append(step, s.transmission_gmean)
+        for p in s.params + (s.total,):
+            h[f"pre:{p.name}"].append(step, p.norm_pre)
+            h[f"post:{p.name}"].append(step, p.norm_post)
+            h[f"ratio:{p.name}"].append(step, p.update_ratio)
+
+    def _diverge(self, step: int, what: str) -> None:
+        self.state = DIVERGED
+        self.h = self.model.zero_state(self.config.batch_size)
+        self._note(f"DIVERGED at step {step}: {what}; parameters from step {self.step} kept — "
+                   "lower lr or turn clipping on, then resume")
+        return None
+
+    # -- validation and sampling -------------------------------------------------
+    def _make_val_batches(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        data = self.corpus.val[: self.config.val_chars + 1]
+        T = self.config.seq_length
+        if len(data) < T + 1:
+            return []
+        B = max(1, min(self.config.batch_size, (len(data) - 1) // T))
+        s = BatchStream(data, B, T)
+        return [s.next()[:2] for _ in range(s.batches_per_epoch)]
+
+    def validate(self) -> float | None:
+        """Loss per character on the held-out text (None when there is none)."""
+        if not self._val_batches:
+            return None
+        total = chars = 0.0
+        h = None
+        for x, y in self._val_batches:
+            loss, h = self.model.loss(x, y, h)
+            total += loss * x.shape[0]
+            chars += x.size
+        self.val_loss = total / chars
+        self.val_step = self.step
+        self.history["val_loss"].append(self.step, self.val_loss)
+        return self.val_loss
+
+    def sample(self, n: int | None = None, temperature: float | None = None) -> Sample:
+        """Generate text continuing the first stream's current text from its hidden state."""
+        n = self.hyper.sample_length if n is None else n
+        temp = self.hyper.temperature if temperature is None else temperature
+        last = int(self.corpus.train[max(self.stream.position, 1) - 1]) if self.step else 0
+        text = self.model.sample(self.h[:, 0], last, n, temp, self.rng)
+        s = Sample(self.step, temp, text)
+        self.samples.append(s)
+        return s
+
+    # -- checkpoints -------------------------------------------------------------
+    def save(self, path: str | None = None) -> str | None:
+        """Write a checkpoint (atomically). Failures are reported in ``message``, not raised."""
+        from .checkpoint import CheckpointError, save
+
+        path = path or self.checkpoint_path
+        if not path:
+            self.message = f"step {self.step}: no checkpoint path; start with --checkpoint PATH to save"
+            return None
+        try:
+            save(path, self)
+        except CheckpointError as e:
+            self.message = f"step {self.step}: checkpoint NOT saved: {e}"
+            return None
+        self.saved_step = self.step
+        self._note(f"checkpoint saved to {path}")
+        return path
+
+    # -- snapshots -----------------------------------------------------------------
+    def chars_per_sec(self) -> float:
+        if len(self._rate) < 2:
+            return 0.0
+        (t0, c0), (t1, c1) = self._rate[0], self._rate[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def snapshot(self) -> Snapshot:
+        self._version += 1
+        return Snapshot(
+            version=self._version, state=self.state, step=self.step, epoch=self.stream.epoch,
+            epoch_progress=self.stream.progress, chars_seen=self.chars_seen, chars_per_sec=self.chars_per_sec(),
+            elapsed=self.elapsed, loss=self.loss, loss_ema=self.loss_ema, val_loss=self.val_loss,
+            val_step=self.val_step, hyper=self.hyper, config=self.config, grad=self.grad,
+            history={k: h.arrays() for k, h in self.history.items()}, samples=tuple(self.samples),
+            changes=tuple(self.changes), message=self.message, error=self.error,
+            checkpoint_path=self.checkpoint_path, saved_step=self.saved_step, vocab_size=self.corpus.vocab.size,
+            corpus_path=self.corpus.path,
+        )
+
+    def publish(self) -> Snapshot:
+        self.latest = snap = self.snapshot()
+        return snap
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self, *, max_steps: int | None = None, on_step: Callable[[Trainer], None] | None = None,
+            on_publish: Callable[[Snapshot], None] | None = None, start_paused: bool = False,
+            stop_event: threading.Event | None = None, stay_alive: bool = False) -> str:
+        """Train until ``max_steps`` (total), a Stop command or ``stop_event``. Returns the final state.
+
+        Commands are applied between steps. While paused, diverged or crashed the loop
+        waits on the control queue. Snapshots are published every ``publish_interval``
+        seconds and whenever a command was applied. An exception inside a step puts the
+        trainer in the ``crashed`` state with the error kept; it still serves commands
+        (save, stop) until stopped. With ``stay_alive`` the loop also keeps serving
+        commands after reaching ``max_steps`` (a view stays open); Resume then trains on
+        without a limit.
+        """
+        self._max_steps = max_steps
+        self.state = PAUSED if start_paused else RUNNING
+        if self.state == RUNNING:
+            self._note("started")
+
+        def emit():
+            snap = self.publish()
+            if on_publish:
+                on_publish(snap)
+
+        emit()
+        last_pub = time.monotonic()
+        while True:
+            if stop_event is not None and stop_event.is_set():
+                self.state = STOPPED
+                break
+            applied = False
+            try:
+                block = self.state != RUNNING
+                cmd = self._controls.get(timeout=0.05) if block else self._controls.get_nowait()
+                applied = True
+                if not self.apply(cmd):
+                    break
+                while True:  # drain whatever else is queued
+                    if not self.apply(self._controls.get_nowait()):
+                        return self._finish(emit)
+            except queue.Empty:
+                pass
+            if self.state == RUNNING:
+                if self._max_steps is not None and self.step >= self._max_steps:
+                    self.state = FINISHED
+                    self._note(f"finished: reached {self._max_steps} steps")
+                    emit()
+                    if not stay_alive:
+                        break
+                    continue
+                t0 = time.monotonic()
+                try:
+                    self.train_step()
+                except Exception as e:  # noqa: BLE001 — shown to the user, training stops
+                    self.state = CRASHED
+                    self.error = "".join(traceback.format_exception(e))
+                    self._note(f"CRASHED: {type(e).__name__}: {e}")
+                    applied = True
+                t1 = time.monotonic()
+                self.elapsed += t1 - t0
+                self._rate.append((t1, self.chars_seen))
+                if on_step:
+                    on_step(self)
+            now = time.monotonic()
+            if applied or now - last_pub >= self.publish_interval:
+                emit()
+                last_pub = now
+        return self._finish(emit)
+
+    def _finish(self, emit) -> str:
+        emit()
+        return self.state
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def resume_trainer(ckpt, corpus: Corpus, *, hyper_changes: dict | None = None, **kwargs) -> Trainer:
+    """A trainer continuing from checkpoint ``ckpt`` (``corpus`` must use the checkpoint's vocabulary)."""
+    from .checkpoint import restore
+
+    if corpus.vocab != ckpt.vocab:
+        raise ConfigError("the corpus must be encoded with the checkpoint's vocabulary to resume")
+    hyper = ckpt.hyper.replace(**(hyper_changes or {}))
+    cfg = TrainConfig.from_dict({**ckpt.config.to_dict(), "hyper": hyper.__dict__})
+    trainer = Trainer(corpus, cfg, **kwargs)
+    restore(trainer, ckpt)
+    return trainer
