@@ -94,8 +94,8 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     print(f"training {trainer.corpus.path or 'text'}: {len(trainer.corpus.train):,} train / "
           f"{len(trainer.corpus.val):,} val chars, vocab {trainer.corpus.vocab.size}, "
           f"{trainer.model.num_params():,} parameters, {trainer.hyper.optimizer} lr {trainer.hyper.lr:g}, "
-          f"clip {trainer.hyper.clip_mode} {trainer.hyper.clip:g}" + (f", from step {trainer.step}" if trainer.step else ""),
-          file=out, flush=True)
+          f"clip {trainer.hyper.clip_mode} {trainer.hyper.clip:g}"
+          + (f", from step {trainer.step}" if trainer.step else ""), file=out, flush=True)
     try:
         thread.start()
         while thread.is_alive():

@@ -63,7 +63,8 @@ Command = Pause | Resume | Set | SampleNow | SaveCheckpoint | Stop
 
 # -- what the trainer publishes -----------------------------------------------------
 
-RUNNING, PAUSED, DIVERGED, CRASHED, FINISHED, STOPPED = "running", "paused", "diverged", "crashed", "finished", "stopped"
+RUNNING, PAUSED, DIVERGED, CRASHED = "running", "paused", "diverged", "crashed"
+FINISHED, STOPPED = "finished", "stopped"
 
 
 @dataclass(frozen=True)
