@@ -181,7 +181,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
             arrays = {k: z[k] for k in z.files}
     except PermissionError:
         raise CheckpointError(f"checkpoint is not readable (permission denied): {p}") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError):
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, AttributeError):
         raise CheckpointError(f"not an rnntui checkpoint, or corrupt or truncated: {p}; "
                               "give a file written by rnntui --checkpoint") from None
     raw = arrays.pop("__header__", None)
@@ -220,13 +220,15 @@ def restore(trainer, ckpt: Checkpoint) -> None:
     hd = ckpt.header
     for k, p in trainer.model.params.items():
         p[...] = ckpt.arrays[f"param.{k}"]
-    opt = make_optimizer(hd["optimizer"]["name"], trainer.model.params, trainer.hyper.lr)
-    opt.load_state_dict({
-        "name": hd["optimizer"]["name"],
-        "t": hd["optimizer"]["t"],
-        "state": {slot: {k: ckpt.arrays[f"opt.{slot}.{k}"] for k in trainer.model.params} for slot in opt.slots},
-    })
-    trainer.optimizer = opt
+    if hd["optimizer"]["name"] == trainer.hyper.optimizer:
+        opt = make_optimizer(hd["optimizer"]["name"], trainer.model.params, trainer.hyper.lr)
+        opt.load_state_dict({
+            "name": hd["optimizer"]["name"],
+            "t": hd["optimizer"]["t"],
+            "state": {slot: {k: ckpt.arrays[f"opt.{slot}.{k}"] for k in trainer.model.params} for slot in opt.slots},
+        })
+        trainer.optimizer = opt
+    # else: resumed with another optimizer; the trainer's own (fresh) one is kept, as for a switch mid-run
     trainer.h = ckpt.arrays["h"].astype(trainer.model.dtype, copy=True)
     trainer.monitor._x = ckpt.arrays["monitor.x"].copy()
     trainer.step = int(hd["step"])

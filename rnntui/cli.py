@@ -258,7 +258,7 @@ def gradcheck(checkpoint, hidden_size, vocab_size, seq_length, batch_size, entri
     if worst.max_error >= threshold:
         click.echo(f"FAILED: {worst.equation} ({worst.name}) has relative error {worst.max_error:.2e} "
                    f"≥ {threshold:g}", err=True)
-        sys.exit(1)
+        raise click.exceptions.Exit(1)
     click.echo(f"all passed: largest relative error {worst.max_error:.2e} < {threshold:g}")
 
 

@@ -148,14 +148,10 @@ def read_text(path: str | os.PathLike) -> str:
     nul = data.find(b"\x00")
     if nul >= 0:
         raise CorpusError(f"corpus looks binary (NUL byte at offset {nul}): {p}; give a UTF-8 text file")
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     if data.isascii():
         text = data.decode("ascii")
     else:
-        try:
+        try:  # decoded before any change to the bytes, so the offset is the file's
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise CorpusError(
@@ -163,6 +159,10 @@ def read_text(path: str | os.PathLike) -> str:
                 "convert it, e.g. with iconv -t UTF-8"
             ) from None
     del data
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise CorpusError(f"corpus has only whitespace: {p}; give a file with some text in it")
     return text

@@ -50,8 +50,13 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     metrics = open(metrics_path, "a", encoding="utf-8") if metrics_path else None
     shown_samples = [len(trainer.samples)]
     shown_changes = [len(trainer.changes)]
+    ended = {}
 
     def on_step(t: Trainer) -> None:
+        if t.state in (DIVERGED, CRASHED) and not ended:
+            # Nobody can resume a headless run: without this the loop would wait for commands forever.
+            ended["state"] = t.state
+            t.send(Stop())
         if t.step % log_every == 0 or t.state != "running":
             print(format_progress(t), file=out, flush=True)
             if metrics:
@@ -106,7 +111,7 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
         if metrics:
             metrics.close()
     _print_changes(trainer)
-    state = result.get("state", trainer.state)
+    state = ended.get("state") or result.get("state", trainer.state)
     if state == DIVERGED:
         saved = trainer.save() if trainer.checkpoint_path else None
         print(f"rnntui: training diverged: {trainer.message}"

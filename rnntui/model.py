@@ -199,7 +199,7 @@ class CharRNN:
         grads = {"u": duT.T.copy(), "w": dw, "v": dv, "bh": dbh, "by": dby}
         dh_norms = np.sqrt(np.einsum("tij,tij->t", dh_all.reshape(T, B, -1), dh_all.reshape(T, B, -1)))
         carried = dh_all[:N - B] - dh_out[:N - B]  # what step t+1 sent back to h_t
-        carry_sq = np.einsum("tij,tij->t", carried.reshape(T - 1, B, -1), carried.reshape(T - 1, B, -1))
+        carry_sq = np.einsum("tij,tij->t", carried.reshape(T - 1, B, self.H), carried.reshape(T - 1, B, self.H))
         carry_norms = np.sqrt(np.concatenate([[np.sum(dhnext * dhnext)], carry_sq]))
         diag = StepDiagnostics(dh_norms=dh_norms, carry_norms=carry_norms, hs=hs, ps=ps, dh0=dhnext.T)
         return float(loss), grads, hbuf[N:].T.copy(), diag

@@ -194,6 +194,8 @@ class History:
             self._vals[:half] = self._vals.reshape(half, 2).mean(axis=1)
             self.n = half
             self.stride *= 2
+            if self._acc_n < self.stride:  # keep accumulating: every point covers `stride` values
+                return
         self._steps[self.n] = self._acc_step / self._acc_n
         self._vals[self.n] = self._acc_val / self._acc_n
         self.n += 1

@@ -329,7 +329,7 @@ class Trainer:
         try:
             save(path, self)
         except CheckpointError as e:
-            self.message = f"step {self.step}: checkpoint NOT saved: {e}"
+            self._note(f"checkpoint NOT saved: {e}")
             return None
         self.saved_step = self.step
         self._note(f"checkpoint saved to {path}")

@@ -1,0 +1,277 @@
+"""RnnTuiApp: lays out the panels, binds the keys and runs the trainer in a worker thread.
+
+The app is a view: a timer reads the trainer's latest immutable snapshot and redraws
+(numbers at 4 Hz, plots at 2 Hz, only when a new snapshot arrived); keys become
+commands on the trainer's control channel, applied between steps.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState
+
+from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
+from .screens.confirm import ConfirmQuit
+from .screens.help import HelpScreen
+from .screens.hyperparams import HyperparamsScreen
+from .widgets.gradients import GradientPanel
+from .widgets.loss_plot import LossPlot
+from .widgets.samples import SamplePanel
+from .widgets.status import StatusBar
+from .widgets.timeflow import TimeFlow
+
+CLIP_CYCLE = ("global", "element", "none")
+CLIP_STEPS = tuple(m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5))
+MIN_SIZE = (60, 20)
+ALERT_WORDS = ("DIVERGED", "CRASHED", "NOT saved", "refused")
+
+
+def next_clip(value: float, direction: int) -> float:
+    """The next threshold on the 1-2-5 ladder above (direction 1) or below (−1) ``value``."""
+    if direction > 0:
+        return next((c for c in CLIP_STEPS if c > value * 1.0001), CLIP_STEPS[-1])
+    return next((c for c in reversed(CLIP_STEPS) if c < value * 0.9999), CLIP_STEPS[0])
+
+
+class RnnTuiApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "rnntui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
+    BINDINGS = [
+        Binding("p,space", "toggle_pause", "pause", id="pause"),
+        Binding("plus,equals_sign", "lr(2.0)", "lr×2", group=Binding.Group("lr"), id="lr_up"),
+        Binding("minus,underscore", "lr(0.5)", "lr÷2", group=Binding.Group("lr"), id="lr_down"),
+        Binding("c", "cycle_clip", "clip", id="clip_mode"),
+        Binding("left_square_bracket", "clip_step(-1)", "thr", show=False, id="clip_down"),
+        Binding("right_square_bracket", "clip_step(1)", "thr", show=False, id="clip_up"),
+        Binding("t", "temperature(-0.1)", "temp", group=Binding.Group("temp"), id="temp_down"),
+        Binding("T,shift+t", "temperature(0.1)", "temp", group=Binding.Group("temp"), id="temp_up"),
+        Binding("s", "sample", "sample", id="sample"),
+        Binding("h", "hyperparams", "hyper", id="hyper"),
+        Binding("ctrl+s", "save", "save", id="save"),
+        Binding("l", "toggle_log", "log", show=False, id="log"),
+        Binding("question_mark", "help", "help", id="help"),
+        Binding("q", "quit", "quit", id="quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="quit_ctrl_c"),
+    ]
+
+    def __init__(self, trainer, *, max_steps: int | None = None, start_paused: bool = False,
+                 refresh_hz: float = 4.0, plot_every: int = 2):
+        super().__init__()
+        self.trainer = trainer
+        self.max_steps = max_steps
+        self.start_paused = start_paused
+        self.refresh_hz = refresh_hz
+        self.plot_every = plot_every
+        self._stop_event = threading.Event()
+        self._seen_version = -1
+        self._seen_changes = 0
+        self._ticks = 0
+        self._quitting = False
+        self.worker: Worker | None = None
+
+    # -- layout ------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield LossPlot(id="loss")
+                yield GradientPanel(id="grads")
+            with Vertical(id="right"):
+                yield TimeFlow(id="time")
+                yield SamplePanel(id="samples")
+                yield Static(id="changelog")
+        yield Static(f"terminal too small: rnntui needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
+        yield Static(id="message")
+        yield StatusBar(id="status")
+        yield Footer(show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#changelog").border_title = "changes"
+        self.worker = self.run_worker(self._train, thread=True, name="trainer", exit_on_error=False)
+        self.set_interval(1.0 / self.refresh_hz, self.tick)
+        self._check_size()
+
+    def _train(self) -> str:
+        return self.trainer.run(max_steps=self.max_steps, start_paused=self.start_paused, stay_alive=True,
+                                stop_event=self._stop_event)
+
+    def on_resize(self) -> None:
+        self._check_size()
+
+    def _check_size(self) -> None:
+        w, h = self.size
+        self.screen.set_class(w < MIN_SIZE[0] or h < MIN_SIZE[1], "-too-small")
+
+    # -- the view ----------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.trainer.latest
+
+    def tick(self, force: bool = False) -> None:
+        """Redraw from the latest snapshot, if there is a new one."""
+        snap = self.snapshot
+        self._ticks += 1
+        if snap is None or (snap.version == self._seen_version and not force):
+            return
+        self._seen_version = snap.version
+        self.query_one(StatusBar).show(snap)
+        self.query_one(GradientPanel).show(snap)
+        self.query_one(TimeFlow).show(snap)
+        self.query_one(SamplePanel).show(snap)
+        if force or self._ticks % self.plot_every == 0 or snap.state != RUNNING:
+            self.query_one(LossPlot).show(snap)
+        self._show_changes(snap)
+
+    def _show_changes(self, snap: Snapshot) -> None:
+        changes = snap.changes
+        new = changes[-(len(changes) - self._seen_changes):] if len(changes) > self._seen_changes else ()
+        if len(changes) < self._seen_changes:  # the bounded log dropped old entries
+            new = changes[-1:]
+        self._seen_changes = len(changes)
+        for c in new:
+            if c.text == "started":
+                continue
+            alert = any(w in c.text for w in ALERT_WORDS)
+            self.notify(f"step {c.step}: {c.text}", severity="error" if alert else "information",
+                        timeout=10 if alert else 4)
+        msg = snap.message
+        if snap.state in (DIVERGED, CRASHED):
+            msg = f"[$error b]{snap.message}[/] — press h to change settings, space to resume, ctrl+s to save"
+        self.query_one("#message", Static).update(msg)
+        self.query_one("#changelog", Static).update(
+            "\n".join(f"[dim]{c.step:>6}[/] {c.text}" for c in reversed(changes[-30:])))
+
+    # -- commands ----------------------------------------------------------------
+    def send(self, command) -> None:
+        self.trainer.send(command)
+
+    def action_toggle_pause(self) -> None:
+        snap = self.snapshot
+        if snap is not None and snap.state == RUNNING:
+            self.send(Pause())
+        else:
+            self.send(Resume())
+
+    def action_lr(self, factor: float) -> None:
+        snap = self.snapshot
+        if snap is not None:
+            self.send(Set({"lr": snap.hyper.lr * factor}))
+
+    def action_cycle_clip(self) -> None:
+        snap = self.snapshot
+        if snap is not None:
+            mode = CLIP_CYCLE[(CLIP_CYCLE.index(snap.hyper.clip_mode) + 1) % len(CLIP_CYCLE)]
+            self.send(Set({"clip_mode": mode}))
+
+    def action_clip_step(self, direction: int) -> None:
+        snap = self.snapshot
+        if snap is not None:
+            self.send(Set({"clip": next_clip(snap.hyper.clip, direction)}))
+
+    def action_temperature(self, delta: float) -> None:
+        snap = self.snapshot
+        if snap is not None:
+            self.send(Set({"temperature": round(min(max(snap.hyper.temperature + delta, 0.0), 3.0), 2)}))
+
+    def action_sample(self) -> None:
+        self.send(SampleNow())
+
+    def action_toggle_log(self) -> None:
+        plot = self.query_one(LossPlot)
+        plot.toggle_log()
+        if self.snapshot is not None:
+            plot.show(self.snapshot)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_hyperparams(self) -> None:
+        snap = self.snapshot
+        hyper = snap.hyper if snap is not None else self.trainer.hyper
+
+        def apply(changes: dict | None) -> None:
+            if changes:
+                self.send(Set(changes))
+
+        self.push_screen(HyperparamsScreen(hyper), apply)
+
+    @property
+    def save_path(self) -> str:
+        """Where ctrl+s saves: --checkpoint, else a file named after the corpus in the working folder."""
+        if self.trainer.checkpoint_path:
+            return self.trainer.checkpoint_path
+        stem = Path(self.trainer.corpus.path).stem or "rnntui"
+        return f"{stem}.rnntui.npz"
+
+    def action_save(self) -> None:
+        self.send(SaveCheckpoint(self.save_path))
+
+    def action_quit(self) -> None:
+        if self._quitting:
+            return
+        snap = self.snapshot
+        if self.trainer.checkpoint_path:
+            self._stop(save=True)
+            return
+        unsaved = snap is not None and snap.step > 0 and snap.saved_step != snap.step
+        if not unsaved:
+            self._stop(save=False)
+            return
+        if isinstance(self.screen, ConfirmQuit):
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "save":
+                self.send(SaveCheckpoint(self.save_path))
+                self._stop(save=False)
+            elif choice == "quit":
+                self._stop(save=False)
+
+        self.push_screen(ConfirmQuit(f"Training is at step {snap.step} and not saved.", self.save_path), chosen)
+
+    def _stop(self, *, save: bool) -> None:
+        self._quitting = True
+        self.query_one("#message", Static).update("stopping…" + (" saving checkpoint" if save else ""))
+        self.send(Stop(save=save))
+        if self.worker is None or self.worker.state not in (WorkerState.PENDING, WorkerState.RUNNING):
+            self.exit(self._return_code())
+
+    def _return_code(self) -> int:
+        snap = self.trainer.latest
+        return 1 if (self.worker and self.worker.state == WorkerState.ERROR) or (snap and snap.error) else 0
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self.worker:
+            return
+        if event.state == WorkerState.ERROR:
+            self.notify(f"the trainer stopped with an error: {event.worker.error}", severity="error", timeout=30)
+            self.exit(1, message=f"rnntui: the trainer stopped with an error: {event.worker.error}")
+        elif event.state == WorkerState.SUCCESS:
+            self.exit(self._return_code())
+
+    def on_unmount(self) -> None:
+        self._stop_event.set()
+
+
+def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True) -> int:
+    """Run the app on a terminal; returns the process exit code (non-zero when the trainer crashed)."""
+    app = RnnTuiApp(trainer, max_steps=max_steps)
+    app.run(mouse=mouse)
+    snap = trainer.latest
+    if snap is not None and snap.error:
+        print(snap.error)
+        print(f"rnntui: the trainer crashed: {snap.message}")
+        return 1
+    if trainer.saved_step is not None and trainer.checkpoint_path:
+        print(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})")
+    return app.return_code or 0
+
+
+__all__ = ["RnnTuiApp", "run_app"]
