@@ -112,15 +112,16 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
             metrics.close()
     _print_changes(trainer)
     state = ended.get("state") or result.get("state", trainer.state)
+    why = trainer.message  # saving below replaces trainer.message
     if state == DIVERGED:
         saved = trainer.save() if trainer.checkpoint_path else None
-        print(f"rnntui: training diverged: {trainer.message}"
+        print(f"rnntui: training diverged: {why}"
               + (f"; last finite parameters saved to {saved}" if saved else ""), file=sys.stderr, flush=True)
         return EXIT_FAILED
     if state == CRASHED:
         print(trainer.error or "", file=sys.stderr)
         saved = trainer.save() if trainer.checkpoint_path else None
-        print(f"rnntui: the trainer crashed: {trainer.message}" + (f"; checkpoint saved to {saved}" if saved else ""),
+        print(f"rnntui: the trainer crashed: {why}" + (f"; checkpoint saved to {saved}" if saved else ""),
               file=sys.stderr, flush=True)
         return EXIT_FAILED
     if trainer.checkpoint_path and trainer.saved_step != trainer.step:

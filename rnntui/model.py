@@ -136,19 +136,28 @@ class CharRNN:
             np.tanh(zt, out=hbuf[(t + 1) * B:(t + 2) * B])  # h_t = tanh(u·x_t + w·h_{t−1} + b_h)
         return hbuf, x_idx
 
-    def _output(self, hs: np.ndarray) -> np.ndarray:
-        """ŷ for every row of ``hs`` at once: softmax(v·h + b_y), (N, V)."""
+    def _output(self, hs: np.ndarray, y_idx: np.ndarray) -> tuple[np.ndarray, float]:
+        """ŷ for every row of ``hs`` at once, softmax(v·h + b_y), (N, V); and Σ −log ŷ[y] over the rows.
+
+        The loss is taken from the logits (log-sum-exp), not from ŷ: a target whose probability
+        underflows to 0 still has a finite loss, so a poor but finite model is not taken for a diverged one.
+        """
         q = hs @ self.params["v"].T  # q_t = v·h_t
         q += self.params["by"].T
-        return softmax_rows(q, out=q)
+        q -= q.max(axis=-1, keepdims=True)
+        q_y = q[np.arange(len(q)), y_idx]
+        np.exp(q, out=q)
+        z = q.sum(axis=-1, keepdims=True)
+        q /= z
+        return q, float(np.sum(np.log(z[:, 0]) - q_y))
 
     def loss(self, inputs, targets, h0=None) -> tuple[float, np.ndarray]:
         """Forward only: ``(loss, h_last)``; loss summed over T, averaged over B."""
         inputs, B, T, h0 = self._check(inputs, targets, h0)
         hbuf, _ = self._forward(inputs, h0, B, T)
-        ps = self._output(hbuf[B:])
         y_idx = np.asarray(targets).T.reshape(-1)
-        loss = -np.log(ps[np.arange(T * B), y_idx]).sum() / B
+        _, nll = self._output(hbuf[B:], y_idx)
+        loss = nll / B
         return float(loss), hbuf[T * B:].T.copy()
 
     # -- forward + backward ------------------------------------------------------
@@ -168,10 +177,10 @@ class CharRNN:
         hs = hbuf[B:]  # (N, H): h_t for every step
         hprev = hbuf[:N]  # (N, H): h_{t−1} for every step
 
-        ps = self._output(hs)  # ŷ, (N, V)
         y_idx = np.asarray(targets).T.reshape(-1)
         rows = np.arange(N)
-        loss = -np.log(ps[rows, y_idx]).sum() / B
+        ps, nll = self._output(hs, y_idx)  # ŷ, (N, V)
+        loss = nll / B
 
         # eq-3: ∂E/∂q_t = ŷ_t − y_t (divided by B: the loss is averaged over sequences).
         dy = ps.copy()

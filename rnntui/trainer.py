@@ -115,6 +115,8 @@ HISTORY_NAMES = ("loss", "loss_ema", "val_loss", "lr", "sigma_max", "saturation"
 )
 
 EMA_DECAY = 0.98
+#: A loss per character this many times ln V (an untrained model's) counts as diverged, even if finite.
+EXPLODED_FACTOR = 20.0
 
 
 class Trainer:
@@ -152,6 +154,7 @@ class Trainer:
         self.message = ""
         self.error: str | None = None
         self.saved_step: int | None = None
+        self._before_update = {k: p.copy() for k, p in self.model.params.items()}
         self._controls: queue.SimpleQueue = queue.SimpleQueue()
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._val_batches = self._make_val_batches()
@@ -217,12 +220,10 @@ class Trainer:
             self._note(", ".join(diffs))
 
     def _recover(self) -> None:
-        """Before resuming after divergence: fresh hidden state, and fresh optimizer state if it went bad."""
+        """Before resuming after divergence: fresh hidden state and fresh optimizer state."""
         self.h = self.model.zero_state(self.config.batch_size)
-        bad = any(not np.all(np.isfinite(a)) for slot in self.optimizer.state.values() for a in slot.values())
-        if bad:
-            self.optimizer = make_optimizer(self.hyper.optimizer, self.model.params, self.hyper.lr)
-            self._note("optimizer state was not finite and starts fresh")
+        self.optimizer = make_optimizer(self.hyper.optimizer, self.model.params, self.hyper.lr)
+        self._note("after divergence the optimizer state starts fresh")
 
     # -- one step ----------------------------------------------------------------
     def train_step(self) -> GradStats | None:
@@ -237,13 +238,17 @@ class Trainer:
         if not math.isfinite(loss) or pre.nonfinite:
             what = f"non-finite gradient in {pre.nonfinite}" if pre.nonfinite else "non-finite loss"
             return self._diverge(step, what)
+        limit = EXPLODED_FACTOR * math.log(max(self.corpus.vocab.size, 2))
+        if loss / cfg.seq_length > limit:
+            return self._diverge(step, f"loss exploded to {loss / cfg.seq_length:.3g} nats/char "
+                                       f"(> {EXPLODED_FACTOR:g}× ln V = {limit:.3g})")
         scale = clip_grads(grads, hp.clip_mode, hp.clip)
-        backup = {k: p.copy() for k, p in self.model.params.items()}
+        for k, p in self.model.params.items():  # what the loss of this step was measured on
+            np.copyto(self._before_update[k], p)
         deltas = self.optimizer.step(self.model.params, grads)
         bad = next((k for k, p in self.model.params.items() if not np.isfinite(p.sum())), None)
         if bad:
-            for k, p in self.model.params.items():
-                p[...] = backup[k]
+            self._undo_update()
             return self._diverge(step, f"non-finite parameter {bad} after the update")
         self.h = h_last
         self.step = step
@@ -275,11 +280,18 @@ class Trainer:
             h[f"post:{p.name}"].append(step, p.norm_post)
             h[f"ratio:{p.name}"].append(step, p.update_ratio)
 
+    def _undo_update(self) -> None:
+        for k, p in self.model.params.items():
+            np.copyto(p, self._before_update[k])
+
     def _diverge(self, step: int, what: str) -> None:
+        """Stop in the DIVERGED state with the last parameters whose loss was still healthy."""
         self.state = DIVERGED
         self.h = self.model.zero_state(self.config.batch_size)
-        self._note(f"DIVERGED at step {step}: {what}; parameters from step {self.step} kept — "
-                   "lower lr or turn clipping on, then resume")
+        if self.step > 0 and "after the update" not in what:
+            self._undo_update()  # the parameters this step measured came from a bad update
+        self._note(f"DIVERGED at step {step}: {what}; kept the parameters of step {max(self.step - 1, 0)} "
+                   "(the last with a healthy loss) — lower lr or turn clipping on, then resume")
         return None
 
     # -- validation and sampling -------------------------------------------------

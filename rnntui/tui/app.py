@@ -93,7 +93,15 @@ class RnnTuiApp(App[int]):
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#changelog").border_title = "changes"
+        # keep the main screen's widgets: a dialog on top must not hide them from the timer
+        self.status_bar = self.query_one(StatusBar)
+        self.grad_panel = self.query_one(GradientPanel)
+        self.time_panel = self.query_one(TimeFlow)
+        self.sample_panel = self.query_one(SamplePanel)
+        self.loss_plot = self.query_one(LossPlot)
+        self.message_line = self.query_one("#message", Static)
+        self.change_log = self.query_one("#changelog", Static)
+        self.change_log.border_title = "changes"
         self.worker = self.run_worker(self._train, thread=True, name="trainer", exit_on_error=False)
         self.set_interval(1.0 / self.refresh_hz, self.tick)
         self._check_size()
@@ -121,12 +129,12 @@ class RnnTuiApp(App[int]):
         if snap is None or (snap.version == self._seen_version and not force):
             return
         self._seen_version = snap.version
-        self.query_one(StatusBar).show(snap)
-        self.query_one(GradientPanel).show(snap)
-        self.query_one(TimeFlow).show(snap)
-        self.query_one(SamplePanel).show(snap)
+        self.status_bar.show(snap)
+        self.grad_panel.show(snap)
+        self.time_panel.show(snap)
+        self.sample_panel.show(snap)
         if force or self._ticks % self.plot_every == 0 or snap.state != RUNNING:
-            self.query_one(LossPlot).show(snap)
+            self.loss_plot.show(snap)
         self._show_changes(snap)
 
     def _show_changes(self, snap: Snapshot) -> None:
@@ -144,8 +152,8 @@ class RnnTuiApp(App[int]):
         msg = snap.message
         if snap.state in (DIVERGED, CRASHED):
             msg = f"[$error b]{snap.message}[/] — press h to change settings, space to resume, ctrl+s to save"
-        self.query_one("#message", Static).update(msg)
-        self.query_one("#changelog", Static).update(
+        self.message_line.update(msg)
+        self.change_log.update(
             "\n".join(f"[dim]{c.step:>6}[/] {c.text}" for c in reversed(changes[-30:])))
 
     # -- commands ----------------------------------------------------------------
@@ -184,10 +192,9 @@ class RnnTuiApp(App[int]):
         self.send(SampleNow())
 
     def action_toggle_log(self) -> None:
-        plot = self.query_one(LossPlot)
-        plot.toggle_log()
+        self.loss_plot.toggle_log()
         if self.snapshot is not None:
-            plot.show(self.snapshot)
+            self.loss_plot.show(self.snapshot)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -238,12 +245,12 @@ class RnnTuiApp(App[int]):
 
     def _stop(self, *, save: bool) -> None:
         self._quitting = True
-        self.query_one("#message", Static).update("stopping…" + (" saving checkpoint" if save else ""))
+        self.message_line.update("stopping…" + (" saving checkpoint" if save else ""))
         self.send(Stop(save=save))
         if self.worker is None or self.worker.state not in (WorkerState.PENDING, WorkerState.RUNNING):
-            self.exit(self._return_code())
+            self.exit(self._exit_code(), return_code=self._exit_code())
 
-    def _return_code(self) -> int:
+    def _exit_code(self) -> int:
         snap = self.trainer.latest
         return 1 if (self.worker and self.worker.state == WorkerState.ERROR) or (snap and snap.error) else 0
 
@@ -252,9 +259,9 @@ class RnnTuiApp(App[int]):
             return
         if event.state == WorkerState.ERROR:
             self.notify(f"the trainer stopped with an error: {event.worker.error}", severity="error", timeout=30)
-            self.exit(1, message=f"rnntui: the trainer stopped with an error: {event.worker.error}")
+            self.exit(1, return_code=1, message=f"rnntui: the trainer stopped with an error: {event.worker.error}")
         elif event.state == WorkerState.SUCCESS:
-            self.exit(self._return_code())
+            self.exit(self._exit_code(), return_code=self._exit_code())
 
     def on_unmount(self) -> None:
         self._stop_event.set()

@@ -17,8 +17,8 @@ FIELDS = (  # (name, label, kind)
     ("clip", "clip threshold", "input"),
     ("temperature", "temperature", "input"),
     ("sample_length", "sample length", "input"),
-    ("sample_every", "sample every (steps, 0=never)", "input"),
-    ("val_every", "validate every (steps, 0=never)", "input"),
+    ("sample_every", "sample every", "input"),
+    ("val_every", "validate every", "input"),
 )
 
 
@@ -33,22 +33,25 @@ class HyperparamsScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="hyper-form"):
-            yield Static("[b]Hyperparameters[/] — applied at the next step · enter/Apply · esc cancels",
-                         id="hyper-title")
+            yield Static("[b]Hyperparameters[/] · applied at the next step · enter applies, esc cancels · "
+                         "intervals in steps, 0 = never", id="hyper-title")
             with Grid(id="hyper-grid"):
                 for name, label, kind in FIELDS:
                     yield Label(label, classes="hyper-label")
                     value = getattr(self.hyper, name)
                     if kind == "input":
                         yield Input(value=f"{value:g}" if isinstance(value, float) else str(value), id=f"f-{name}",
-                                    classes="hyper-input")
+                                    classes="hyper-input", compact=True)
                     else:
                         yield Select([(c, c) for c in kind], value=value, allow_blank=False, id=f"f-{name}",
-                                     classes="hyper-input")
+                                     classes="hyper-input", compact=True)
                     yield Static("", id=f"e-{name}", classes="hyper-error")
             with Horizontal(id="hyper-buttons"):
                 yield Button("Apply", id="apply", variant="primary")
                 yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#f-lr", Input).focus()
 
     def _raw(self, name: str):
         return self.query_one(f"#f-{name}").value

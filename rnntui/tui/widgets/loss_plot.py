@@ -64,6 +64,6 @@ class LossPlot(PlotextPlot):
             for c in snap.changes:
                 if c.step > 0 and c.text not in ("paused", "resumed", "started") and "saved" not in c.text:
                     plt.vline(c.step, "magenta")
-        plt.yscale("log" if self.log_scale else "linear")
+        plt.yscale("log" if self.log_scale and drawn else "linear")
         plt.xlabel("step")
         self.refresh()

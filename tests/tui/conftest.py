@@ -1,0 +1,40 @@
+"""Fixtures for the app tests: a tiny trainer on a generated text, and a helper to wait on it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from rnntui.config import HyperParams, TrainConfig
+from rnntui.corpus import Corpus
+from rnntui.trainer import Trainer
+
+TEXT = (
+    "the quick brown fox jumps over the lazy dog. a stitch in time saves nine.\n"
+    "all that glitters is not gold; the early bird catches the worm!\n"
+) * 40
+
+
+def make_trainer(tmp_path=None, **hyper) -> Trainer:
+    corpus = Corpus.from_text(TEXT, val_fraction=0.1, path="tiny.txt")
+    cfg = TrainConfig(hidden_size=16, seq_length=10, batch_size=4, seed=3,
+                      hyper=HyperParams(**{"sample_every": 0, "val_every": 20, "sample_length": 60, **hyper}))
+    ckpt = str(tmp_path / "run.npz") if tmp_path is not None else None
+    return Trainer(corpus, cfg, checkpoint_path=ckpt)
+
+
+@pytest.fixture
+def trainer(tmp_path):
+    return make_trainer()
+
+
+async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
+    """Let the app and the trainer thread run until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+        await asyncio.sleep(0)

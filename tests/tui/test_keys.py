@@ -1,0 +1,263 @@
+"""Pilot tests: every key of the main screen, the way a person presses them, at 80×24."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnntui.tui.app import RnnTuiApp, next_clip
+from rnntui.tui.screens.confirm import ConfirmQuit
+from rnntui.tui.screens.help import HelpScreen
+from rnntui.tui.screens.hyperparams import HyperparamsScreen
+
+from .conftest import make_trainer, wait_for
+
+SIZE = (80, 24)
+
+
+def snap(app):
+    return app.trainer.latest
+
+
+async def started(pilot, app, state="paused"):
+    await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == state, what=f"state {state}")
+
+
+async def test_pause_and_resume_change_whether_steps_advance():
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        step = snap(app).step
+        await pilot.pause(0.3)
+        assert snap(app).step == step, "paused trainer must not step"
+        await pilot.press("space")
+        await wait_for(pilot, lambda: snap(app).step > step + 3, what="steps after resume")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: snap(app).state == "paused", what="pause")
+        paused_at = snap(app).step
+        await pilot.pause(0.3)
+        assert snap(app).step == paused_at
+        assert "PAUSED" in str(app.query_one("#status").render())
+
+
+@pytest.mark.parametrize("key,factor", [("plus", 2.0), ("minus", 0.5)])
+async def test_lr_keys_multiply_and_divide(key, factor):
+    app = RnnTuiApp(make_trainer(lr=0.004), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press(key)
+        await wait_for(pilot, lambda: abs(snap(app).hyper.lr - 0.004 * factor) < 1e-12, what="lr change")
+        assert app.trainer.optimizer.lr == pytest.approx(0.004 * factor)
+        assert any("lr 0.004 →" in c.text for c in snap(app).changes)
+
+
+async def test_c_cycles_clip_mode_and_brackets_move_threshold():
+    app = RnnTuiApp(make_trainer(clip_mode="global", clip=5.0), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        for expected in ("element", "none", "global"):
+            await pilot.press("c")
+            await wait_for(pilot, lambda e=expected: snap(app).hyper.clip_mode == e, what=f"clip mode {expected}")
+        await pilot.press("right_square_bracket")
+        await wait_for(pilot, lambda: snap(app).hyper.clip == 10.0, what="clip up")
+        await pilot.press("left_square_bracket")
+        await pilot.press("left_square_bracket")
+        await wait_for(pilot, lambda: snap(app).hyper.clip == 2.0, what="clip down")
+
+
+def test_clip_ladder():
+    assert next_clip(5, 1) == 10 and next_clip(5, -1) == 2 and next_clip(3, 1) == 5 and next_clip(3, -1) == 2
+    assert next_clip(1e-3, -1) == 1e-3
+
+
+async def test_temperature_keys():
+    app = RnnTuiApp(make_trainer(temperature=0.8), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("T")
+        await wait_for(pilot, lambda: snap(app).hyper.temperature == pytest.approx(0.9), what="temp up")
+        await pilot.press("t", "t")
+        await wait_for(pilot, lambda: snap(app).hyper.temperature == pytest.approx(0.7), what="temp down")
+
+
+async def test_s_samples_now_and_the_panel_shows_it():
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: len(snap(app).samples) == 1, what="a sample")
+        text = snap(app).samples[-1].text
+        assert len(text) == 60
+        await wait_for(pilot, lambda: "sample @0" in str(app.query_one("#samples").border_title), what="panel")
+
+
+async def test_ctrl_s_saves_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path)
+    app = RnnTuiApp(trainer, start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: snap(app).saved_step == 0, what="save")
+        assert (tmp_path / "run.npz").exists()
+
+
+async def test_l_toggles_log_scale():
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        plot = app.query_one("#loss")
+        assert plot.log_scale is False
+        await pilot.press("l")
+        assert plot.log_scale is True
+        await pilot.press("l")
+        assert plot.log_scale is False
+
+
+async def test_help_screen_opens_and_closes():
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_hyperparameter_form_applies_valid_values():
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("h")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, HyperparamsScreen)
+        form.query_one("#f-lr").value = "0.01"
+        form.query_one("#f-sample_every").value = "7"
+        form.query_one("#f-optimizer").value = "rmsprop"
+        await pilot.click("#apply")
+        await wait_for(pilot, lambda: snap(app).hyper.lr == 0.01 and snap(app).hyper.sample_every == 7
+                       and snap(app).hyper.optimizer == "rmsprop", what="form applied")
+        assert not isinstance(app.screen, HyperparamsScreen)
+        assert app.trainer.optimizer.name == "rmsprop"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("lr", "abc", "must be a number"),
+    ("lr", "-1", "greater than 0"),
+    ("lr", "nan", "finite"),
+    ("clip", "0", "greater than 0"),
+    ("temperature", "-0.5", "between 0"),
+    ("sample_length", "2.5", "whole number"),
+    ("val_every", "-3", "between 0"),
+])
+async def test_hyperparameter_form_refuses_bad_values_in_place(field, value, message):
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        before = snap(app).hyper
+        await pilot.press("h")
+        await pilot.pause()
+        form = app.screen
+        form.query_one(f"#f-{field}").value = value
+        await pilot.click("#apply")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, HyperparamsScreen), "a bad value must keep the form open"
+        assert message in str(form.query_one(f"#e-{field}").render())
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert snap(app).hyper == before
+
+
+async def test_typing_into_the_form_and_pressing_enter():
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("h")
+        await pilot.pause()
+        lr = app.screen.query_one("#f-lr")
+        assert app.focused is lr
+        lr.value = ""
+        await pilot.press(*"0.05")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: snap(app).hyper.lr == 0.05, what="typed lr applied")
+
+
+async def test_q_without_checkpoint_asks_before_discarding(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: snap(app).step >= 3, what="steps")
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmQuit)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmQuit) and app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert (tmp_path / "tiny.rnntui.npz").exists()
+    assert app.return_code == 0
+
+
+async def test_q_with_checkpoint_saves_and_quits(tmp_path):
+    trainer = make_trainer(tmp_path)
+    app = RnnTuiApp(trainer, start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: snap(app).step >= 3, what="steps")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert trainer.saved_step == trainer.step >= 3
+    assert (tmp_path / "run.npz").exists()
+    assert trainer.state == "stopped"
+
+
+async def test_q_before_any_step_quits_at_once():
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert app.return_code == 0
+
+
+async def test_diverging_run_ends_diverged_with_visible_message():
+    app = RnnTuiApp(make_trainer(lr=1000.0, optimizer="sgd", clip_mode="none"), start_paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "diverged", what="divergence")
+        await pilot.pause(0.5)
+        message = str(app.query_one("#message").render())
+        assert "DIVERGED" in message and "step" in message
+        assert "DIVERGED" in str(app.query_one("#status").render())
+        trainer = app.trainer
+        assert all(abs(p).max() < float("inf") for p in trainer.model.params.values())
+        # lower lr, turn clipping on and resume: training goes on
+        form_changes = {"lr": 1e-3, "clip_mode": "global"}
+        from rnntui.trainer import Set
+        trainer.send(Set(form_changes))
+        step = snap(app).step
+        await pilot.press("space")
+        await wait_for(pilot, lambda: snap(app).state == "running" and snap(app).step > step + 2, what="recovery")
+
+
+async def test_crash_in_trainer_is_shown_and_exit_code_is_nonzero(monkeypatch):
+    trainer = make_trainer()
+
+    def boom(*a, **k):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(trainer.model, "loss_and_grads", boom)
+    app = RnnTuiApp(trainer, start_paused=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "crashed", what="crash")
+        await pilot.pause(0.5)
+        assert "injected failure" in str(app.query_one("#message").render())
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert app.return_code == 1
