@@ -96,6 +96,12 @@ def _arrays_and_header(trainer) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, header
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save(path: str | os.PathLike, trainer) -> Path:
     """Write ``trainer``'s full state to ``path`` atomically."""
     p = Path(path)
@@ -108,6 +114,7 @@ def save(path: str | os.PathLike, trainer) -> Path:
     except OSError as e:
         raise CheckpointError(f"cannot write checkpoint in {parent}: {e.strerror or e}") from None
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint gets the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(buf.getbuffer())
             f.flush()
@@ -220,6 +227,9 @@ def restore(trainer, ckpt: Checkpoint) -> None:
     hd = ckpt.header
     for k, p in trainer.model.params.items():
         p[...] = ckpt.arrays[f"param.{k}"]
+    # What the trainer rolls back to on divergence must be these parameters, not its fresh initialisation.
+    for k, before in getattr(trainer, "_before_update", {}).items():
+        np.copyto(before, trainer.model.params[k])
     if hd["optimizer"]["name"] == trainer.hyper.optimizer:
         opt = make_optimizer(hd["optimizer"]["name"], trainer.model.params, trainer.hyper.lr)
         opt.load_state_dict({

@@ -7,6 +7,9 @@ commands on the trainer's control channel, applied between steps.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -75,6 +78,7 @@ class RnnTuiApp(App[int]):
         self._seen_changes = 0
         self._ticks = 0
         self._quitting = False
+        self._signal: int | None = None
         self.worker: Worker | None = None
 
     # -- layout ------------------------------------------------------------------
@@ -103,8 +107,31 @@ class RnnTuiApp(App[int]):
         self.change_log = self.query_one("#changelog", Static)
         self.change_log.border_title = "changes"
         self.worker = self.run_worker(self._train, thread=True, name="trainer", exit_on_error=False)
+        self._install_signal_handlers()
         self.set_interval(1.0 / self.refresh_hz, self.tick)
         self._check_size()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM and SIGHUP (a dropped SSH session) stop training and save, like q with a checkpoint."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                try:
+                    loop.add_signal_handler(sig, self.on_signal, sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+
+    def on_signal(self, sig: int) -> None:
+        """Stop between steps and save (to --checkpoint, or the default path if progress is unsaved)."""
+        if self._quitting:
+            return
+        self._signal = sig
+        snap = self.snapshot
+        if not self.trainer.checkpoint_path and snap is not None and snap.step > 0 and snap.saved_step != snap.step:
+            self.send(SaveCheckpoint(self.save_path))
+        self._stop(save=True)
 
     def _train(self) -> str:
         return self.trainer.run(max_steps=self.max_steps, start_paused=self.start_paused, stay_alive=True,
@@ -261,7 +288,14 @@ class RnnTuiApp(App[int]):
             self.notify(f"the trainer stopped with an error: {event.worker.error}", severity="error", timeout=30)
             self.exit(1, return_code=1, message=f"rnntui: the trainer stopped with an error: {event.worker.error}")
         elif event.state == WorkerState.SUCCESS:
-            self.exit(self._exit_code(), return_code=self._exit_code())
+            code = self._exit_code()
+            if self._signal is not None:
+                # After a hang-up the terminal is gone and writing to it can block shutdown for good;
+                # the work is saved, so make sure the process ends.
+                watchdog = threading.Timer(3.0, os._exit, args=(code,))
+                watchdog.daemon = True
+                watchdog.start()
+            self.exit(code, return_code=code)
 
     def on_unmount(self) -> None:
         self._stop_event.set()
