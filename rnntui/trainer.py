@@ -288,9 +288,11 @@ class Trainer:
         """Stop in the DIVERGED state with the last parameters whose loss was still healthy."""
         self.state = DIVERGED
         self.h = self.model.zero_state(self.config.batch_size)
+        kept = self.step
         if self.step > 0 and "after the update" not in what:
             self._undo_update()  # the parameters this step measured came from a bad update
-        self._note(f"DIVERGED at step {step}: {what}; kept the parameters of step {max(self.step - 1, 0)} "
+            kept = self.step - 1
+        self._note(f"DIVERGED at step {step}: {what}; kept the parameters of step {kept} "
                    "(the last with a healthy loss) — lower lr or turn clipping on, then resume")
         return None
 
@@ -323,7 +325,8 @@ class Trainer:
         """Generate text continuing the first stream's current text from its hidden state."""
         n = self.hyper.sample_length if n is None else n
         temp = self.hyper.temperature if temperature is None else temperature
-        last = int(self.corpus.train[max(self.stream.position, 1) - 1]) if self.step else 0
+        # stream 0's state has read train[0 : position]; the next character it would read is train[position]
+        last = int(self.corpus.train[min(self.stream.position, len(self.corpus.train) - 1)]) if self.step else 0
         text = self.model.sample(self.h[:, 0], last, n, temp, self.rng)
         s = Sample(self.step, temp, text)
         self.samples.append(s)

@@ -1,0 +1,126 @@
+"""Shared fixtures and helpers for the numerical-core tests.
+
+Everything here is generated in the test process: no file outside the repository is read.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Tiny matrices run far faster on one BLAS thread than on several competing for two cores.
+# (Only effective when numpy is not imported yet; it usually is not when conftest loads.)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from rnntui import Corpus, HyperParams, TrainConfig, Trainer  # noqa: E402
+
+WORDS = (
+    "the a cat dog bird sat on mat and ran to see small big red old house garden in with was is she he it "
+    "they saw her his little river over under tree morning night said quietly"
+).split()
+
+
+def make_text(n_sentences: int = 200, seed: int = 0) -> str:
+    """An English-like text: random sentences over a small word list (capitals, commas, full stops)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_sentences):
+        words = list(rng.choice(WORDS, int(rng.integers(4, 10))))
+        if len(words) > 5 and rng.random() < 0.3:
+            words[2] += ","
+        out.append(" ".join(words).capitalize() + ".")
+        out.append("\n" if i % 5 == 4 else " ")
+    return "".join(out)
+
+
+def reference_bptt(params: dict, inputs, targets, h0):
+    """The lecture's per-step loop, written out plainly (batch in columns, one-hot x_t).
+
+    Returns ``(loss, grads, h_last, dh0, dh_norms, carry_norms)``. The loss is summed over the
+    T steps and averaged over the B sequences, so every dy carries a factor 1/B.
+    ``dh_norms[t]`` is ‖∂E/∂h_t‖ and ``carry_norms[t]`` is ‖wᵀ·dhraw_t‖ (what step t sends back).
+    """
+    u, w, v, bh, by = (np.asarray(params[k], np.float64) for k in ("u", "w", "v", "bh", "by"))
+    inputs, targets = np.asarray(inputs), np.asarray(targets)
+    B, T = inputs.shape
+    V, H = v.shape
+    cols = np.arange(B)
+    xs, hs, ps = {}, {-1: np.array(h0, np.float64, copy=True)}, {}
+    loss = 0.0
+    for t in range(T):
+        xs[t] = np.zeros((V, B))
+        xs[t][inputs[:, t], cols] = 1.0
+        hs[t] = np.tanh(u @ xs[t] + w @ hs[t - 1] + bh)
+        q = v @ hs[t] + by
+        e = np.exp(q - q.max(axis=0, keepdims=True))
+        ps[t] = e / e.sum(axis=0, keepdims=True)
+        loss += -np.log(ps[t][targets[:, t], cols]).sum()
+    loss /= B
+    du, dw, dv = np.zeros_like(u), np.zeros_like(w), np.zeros_like(v)
+    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
+    dhnext = np.zeros((H, B))
+    dh_norms, carry_norms = np.zeros(T), np.zeros(T)
+    for t in reversed(range(T)):
+        dy = ps[t].copy()
+        dy[targets[:, t], cols] -= 1.0  # dy = ps[t] − onehot(target)
+        dy /= B
+        dv += dy @ hs[t].T
+        dby += dy.sum(axis=1, keepdims=True)
+        dh = v.T @ dy + dhnext
+        dhraw = (1 - hs[t] * hs[t]) * dh
+        dbh += dhraw.sum(axis=1, keepdims=True)
+        du += dhraw @ xs[t].T
+        dw += dhraw @ hs[t - 1].T
+        dhnext = w.T @ dhraw
+        dh_norms[t] = np.linalg.norm(dh)
+        carry_norms[t] = np.linalg.norm(dhnext)
+    grads = {"u": du, "w": dw, "v": dv, "bh": dbh, "by": dby}
+    return loss, grads, hs[T - 1], dhnext, dh_norms, carry_norms
+
+
+@pytest.fixture
+def reference():
+    return reference_bptt
+
+
+@pytest.fixture(scope="session")
+def text() -> str:
+    return make_text()
+
+
+@pytest.fixture(scope="session")
+def short_text() -> str:
+    """About 600 characters: a small batch stream wraps around it within a few dozen steps."""
+    return make_text(20, seed=1)
+
+
+@pytest.fixture
+def corpus_file(tmp_path, text):
+    p = tmp_path / "corpus.txt"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def corpus(text) -> Corpus:
+    return Corpus.from_text(text, val_fraction=0.1)
+
+
+@pytest.fixture
+def make_trainer(corpus):
+    """Factory for small trainers; hyperparameters as keywords (sampling/validation off unless given)."""
+
+    def make(*, text: str | None = None, hidden_size: int = 12, batch_size: int = 3, seq_length: int = 8,
+             dtype: str = "float64", seed: int = 0, init: str = "scaled", checkpoint_path=None,
+             publish_interval: float = 0.01, **hyper) -> Trainer:
+        hyper.setdefault("sample_every", 0)
+        hyper.setdefault("val_every", 0)
+        c = corpus if text is None else Corpus.from_text(text)
+        cfg = TrainConfig(hidden_size=hidden_size, batch_size=batch_size, seq_length=seq_length, dtype=dtype,
+                          seed=seed, init=init, hyper=HyperParams(**hyper))
+        return Trainer(c, cfg, checkpoint_path=checkpoint_path, publish_interval=publish_interval)
+
+    return make
