@@ -96,7 +96,7 @@ def _temperature(value) -> float:
 class HyperParams:
     """The settings a user may change between steps while training runs."""
 
-    lr: float = 2e-3
+    lr: float = 5e-3
     optimizer: str = "adam"
     clip_mode: str = "global"
     clip: float = 5.0
