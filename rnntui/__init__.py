@@ -3,7 +3,7 @@
 The numerical core is usable as a library and imports no UI code::
 
     from rnntui import Corpus, TrainConfig, Trainer
-    trainer = Trainer(Corpus.load("sample_data/alice.txt"), TrainConfig(hidden_size=64))
+    trainer = Trainer(Corpus.load("sample_data/persuasion.txt"), TrainConfig(hidden_size=64))
     for _ in range(100):
         trainer.train_step()
     print(trainer.loss, trainer.grad.total.norm_pre, trainer.sample().text)

@@ -5,10 +5,13 @@ Every line is one recall task:
 
     m:FILLER=m
 
-``m`` is a marker letter (a-h), ``FILLER`` is noise ('.' or, one time in
-eight, '-'), and after the '=' the marker must be repeated.  The copy of the
-marker sits exactly k characters after the marker itself (k = len(FILLER) + 3),
-with k in DISTANCES.  The lines come in blocks of len(DISTANCES): each block
+``m`` is a marker letter, ``FILLER`` is noise ('.' or, one time in eight,
+'-'), and after the '=' the marker must be repeated.  The copy of the marker
+sits exactly k characters after the marker itself (k = len(FILLER) + 3), with
+k in DISTANCES.  Each distance has its own four marker letters (MARKERS), so
+a network cannot learn to hold a marker on the short lines and reuse that
+skill on the long ones: each distance is learnt only from the gradient that
+reaches back k steps.  The lines come in blocks of len(DISTANCES): each block
 holds every distance once, in shuffled order, so any stretch of the file (the
 validation tail included) has the same mix of distances.
 
@@ -30,8 +33,8 @@ import sys
 from pathlib import Path
 
 SEED = 20240601
-MARKERS = "abcdefgh"
 DISTANCES = (5, 10, 20, 40, 80)
+MARKERS = {5: "abcd", 10: "efgh", 20: "ijkl", 40: "mnop", 80: "qrst"}
 BLOCKS = 640  # lines = BLOCKS * len(DISTANCES)
 FILLER = "."
 DISTRACTOR = "-"
@@ -40,7 +43,8 @@ DISTRACTOR_ONE_IN = 8
 
 def make_line(rng: random.Random, k: int) -> str:
     """One task whose marker is copied k characters after it, with its newline."""
-    marker = MARKERS[rng.randrange(len(MARKERS))]
+    letters = MARKERS[k]
+    marker = letters[rng.randrange(len(letters))]
     filler = "".join(DISTRACTOR if rng.randrange(DISTRACTOR_ONE_IN) == 0 else FILLER for _ in range(k - 3))
     return f"{marker}:{filler}={marker}\n"
 
