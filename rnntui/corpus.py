@@ -256,5 +256,11 @@ class BatchStream:
         self.position += self.T
         return chunk[:, :-1], chunk[:, 1:], wrapped
 
+    def peek(self) -> tuple[np.ndarray, np.ndarray]:
+        """The batch ``next`` would return, without moving on."""
+        position = 0 if self.position + self.T > self.L else self.position
+        chunk = self.data[self._starts + position + self._offsets]
+        return chunk[:, :-1], chunk[:, 1:]
+
     def state(self) -> dict:
         return {"position": int(self.position), "epoch": int(self.epoch)}

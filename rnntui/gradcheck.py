@@ -61,19 +61,25 @@ def _result(name, a, n, idx) -> TensorCheck:
                        float(n[k]) if err.size else 0.0)
 
 
-def _entries(shape, limit, rng) -> list[tuple]:
+def _entries(shape, limit, rng, analytic=None) -> list[tuple]:
+    """All entries, or ``limit`` of them: at random, or the largest in size when ``analytic`` is given."""
     all_idx = list(np.ndindex(*shape))
     if limit is None or limit >= len(all_idx):
         return all_idx
-    pick = rng.choice(len(all_idx), size=limit, replace=False)
+    if analytic is not None:
+        pick = np.argsort(-np.abs(np.asarray(analytic).ravel()), kind="stable")[:limit]
+    else:
+        pick = rng.choice(len(all_idx), size=limit, replace=False)
     return [all_idx[i] for i in sorted(pick)]
 
 
 def check_model(model: CharRNN, inputs, targets, h0=None, *, entries: int | None = None, seed: int = 0,
-                eps: float = EPS) -> list[TensorCheck]:
+                eps: float = EPS, largest: bool = False, t: int = -1, b: int = 0) -> list[TensorCheck]:
     """Check every parameter of ``model`` (a float64 copy is used) and h0 on one batch.
 
-    ``entries`` limits how many entries of each tensor are checked (all when None).
+    ``entries`` limits how many entries of each tensor are checked (all when None): chosen at
+    random, or the largest in size with ``largest``. eq-3 and eq-1 are checked at step ``t``
+    of sequence ``b``.
     """
     m = model.astype(np.float64)
     inputs = np.asarray(inputs)
@@ -86,7 +92,7 @@ def check_model(model: CharRNN, inputs, targets, h0=None, *, entries: int | None
     results = []
     for name in ("v", "u", "w", "bh", "by", "h0"):
         p = tensors[name]
-        idx = _entries(p.shape, entries, rng)
+        idx = _entries(p.shape, entries, rng, analytic[name] if largest else None)
         a, n = [], []
         for i in idx:
             old = p[i]
@@ -98,7 +104,7 @@ def check_model(model: CharRNN, inputs, targets, h0=None, *, entries: int | None
             n.append((lp - lm) / (2 * eps))
             a.append(analytic[name][i])
         results.append(_result(name, np.array(a), np.array(n), idx))
-    results.extend(check_output_layer(m, inputs, targets, h0, eps=eps))
+    results.extend(check_output_layer(m, inputs, targets, h0, t=t, b=b, eps=eps))
     return results
 
 

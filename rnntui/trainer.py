@@ -14,6 +14,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,12 +55,20 @@ class SaveCheckpoint:
     path: str | None = None  # None: the trainer's own checkpoint path
 
 
+@dataclass(frozen=True, eq=False)
+class Inspect:
+    """Ask for a consistent float64 copy of the weights and the last batch (a ``derivation.Inspection``),
+    delivered to ``future`` between two steps."""
+
+    future: Future
+
+
 @dataclass(frozen=True)
 class Stop:
     save: bool = False  # write the checkpoint first (when a path is configured)
 
 
-Command = Pause | Resume | Set | SampleNow | SaveCheckpoint | Stop
+Command = Pause | Resume | Set | SampleNow | SaveCheckpoint | Inspect | Stop
 
 # -- what the trainer publishes -----------------------------------------------------
 
@@ -155,6 +164,7 @@ class Trainer:
         self.error: str | None = None
         self.saved_step: int | None = None
         self._before_update = {k: p.copy() for k, p in self.model.params.items()}
+        self._last_batch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._controls: queue.SimpleQueue = queue.SimpleQueue()
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._val_batches = self._make_val_batches()
@@ -192,6 +202,11 @@ class Trainer:
             self.sample()
         elif isinstance(command, SaveCheckpoint):
             self.save(command.path)
+        elif isinstance(command, Inspect):
+            try:
+                command.future.set_result(self.inspection())
+            except Exception as e:  # noqa: BLE001 — delivered to the asker
+                command.future.set_exception(e)
         elif isinstance(command, Stop):
             if command.save and self.checkpoint_path:
                 self.save()
@@ -232,6 +247,7 @@ class Trainer:
         inputs, targets, wrapped = self.stream.next()
         if wrapped:
             self.h = self.model.zero_state(cfg.batch_size)
+        self._last_batch = (inputs, targets, self.h)
         loss, grads, h_last, diag = self.model.loss_and_grads(inputs, targets, self.h)
         pre = self.monitor.pre_clip(grads, hp.clip_mode, hp.clip)
         step = self.step + 1
@@ -295,6 +311,17 @@ class Trainer:
         self._note(f"DIVERGED at step {step}: {what}; kept the parameters of step {kept} "
                    "(the last with a healthy loss) — lower lr or turn clipping on, then resume")
         return None
+
+    def inspection(self):
+        """A float64 copy of the weights with the batch of the last step (or the next one, before any)."""
+        from .derivation import Inspection
+
+        if self._last_batch is None:
+            inputs, targets = self.stream.peek()
+            batch = (inputs, targets, self.h)
+        else:
+            batch = self._last_batch
+        return Inspection.from_arrays(self.step, self.model, *batch)
 
     # -- validation and sampling -------------------------------------------------
     def _make_val_batches(self) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -21,6 +21,7 @@ from textual.worker import Worker, WorkerState
 
 from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
 from .screens.confirm import ConfirmQuit
+from .screens.derivation import DerivationScreen
 from .screens.help import HelpScreen
 from .screens.hyperparams import HyperparamsScreen
 from .widgets.gradients import GradientPanel
@@ -58,6 +59,7 @@ class RnnTuiApp(App[int]):
         Binding("T,shift+t", "temperature(0.1)", "temp", group=Binding.Group("temp"), id="temp_up"),
         Binding("s", "sample", "sample", id="sample"),
         Binding("h", "hyperparams", "hyper", id="hyper"),
+        Binding("d", "derivation", "deriv", show=False, id="derivation"),
         Binding("ctrl+s", "save", "save", id="save"),
         Binding("l", "toggle_log", "log", show=False, id="log"),
         Binding("question_mark", "help", "help", id="help"),
@@ -222,6 +224,9 @@ class RnnTuiApp(App[int]):
         self.loss_plot.toggle_log()
         if self.snapshot is not None:
             self.loss_plot.show(self.snapshot)
+
+    def action_derivation(self) -> None:
+        self.push_screen(DerivationScreen(self.trainer))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
