@@ -215,13 +215,36 @@ def load(path: str | os.PathLike) -> Checkpoint:
         for k, shape in want.items():
             if k not in arrays or arrays[k].shape != shape:
                 raise CheckpointError(f"checkpoint is inconsistent ({k} missing or of the wrong shape): {p}")
-    except (ConfigError, CorpusError, TypeError, KeyError) as e:
+            if not np.issubdtype(arrays[k].dtype, np.floating):
+                raise CheckpointError(f"checkpoint is inconsistent ({k} holds {arrays[k].dtype}, not floats): {p}")
+            if not np.isfinite(arrays[k]).all():
+                raise CheckpointError(f"checkpoint holds non-finite values in {k}: {p}; "
+                                      "resume from an earlier checkpoint or start a new run")
+        ckpt.hyper.validated()
+        for key in ("step", "chars_seen"):
+            if not isinstance(header.get(key), int) or header[key] < 0:
+                raise CheckpointError(f"checkpoint header is invalid ({key} is {header.get(key)!r}): {p}")
+    except (ConfigError, CorpusError, TypeError, KeyError, AttributeError) as e:
         raise CheckpointError(f"checkpoint header is invalid ({e}): {p}") from None
     return ckpt
 
 
 def restore(trainer, ckpt: Checkpoint) -> None:
-    """Put a checkpoint's state into a freshly built ``trainer`` of the same configuration."""
+    """Put a checkpoint's state into a freshly built ``trainer`` of the same configuration.
+
+    A checkpoint whose header or arrays do not fit together raises :class:`CheckpointError`.
+    """
+    try:
+        _restore(trainer, ckpt)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
+        what = f"{e!r}" if isinstance(e, KeyError) else str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint is inconsistent and cannot be resumed ({what}): {ckpt.path}; "
+                              "resume from another checkpoint or start a new run") from None
+
+
+def _restore(trainer, ckpt: Checkpoint) -> None:
     from .optim import make_optimizer
 
     hd = ckpt.header
@@ -235,20 +258,22 @@ def restore(trainer, ckpt: Checkpoint) -> None:
         opt.load_state_dict({
             "name": hd["optimizer"]["name"],
             "t": hd["optimizer"]["t"],
-            "state": {slot: {k: ckpt.arrays[f"opt.{slot}.{k}"] for k in trainer.model.params} for slot in opt.slots},
+            "state": {slot: {k: _same_shape(ckpt.arrays[f"opt.{slot}.{k}"], p, f"opt.{slot}.{k}")
+                             for k, p in trainer.model.params.items()} for slot in opt.slots},
         })
         trainer.optimizer = opt
     # else: resumed with another optimizer; the trainer's own (fresh) one is kept, as for a switch mid-run
     trainer.h = ckpt.arrays["h"].astype(trainer.model.dtype, copy=True)
-    trainer.monitor._x = ckpt.arrays["monitor.x"].copy()
-    trainer.step = int(hd["step"])
-    trainer.chars_seen = int(hd["chars_seen"])
-    trainer.elapsed = float(hd["elapsed"])
-    trainer.stream.position = int(hd["stream"]["position"])
-    trainer.stream.epoch = int(hd["stream"]["epoch"])
+    trainer.monitor._x = _same_shape(ckpt.arrays["monitor.x"], trainer.monitor._x, "monitor.x").copy()
+    trainer.step = _count(hd["step"], "step")
+    trainer.chars_seen = _count(hd["chars_seen"], "chars_seen")
+    trainer.elapsed = _number(hd["elapsed"], "elapsed")
+    trainer.stream.position = _count(hd["stream"]["position"], "stream position")
+    trainer.stream.epoch = _count(hd["stream"]["epoch"], "epoch")
     trainer.rng.bit_generator.state = hd["rng"]
-    trainer.loss, trainer.loss_ema = hd["loss"], hd["loss_ema"]
-    trainer.val_loss, trainer.val_step = hd["val_loss"], hd["val_step"]
+    trainer.loss, trainer.loss_ema = _number(hd["loss"], "loss", None), _number(hd["loss_ema"], "loss_ema", None)
+    trainer.val_loss = _number(hd["val_loss"], "val_loss", None)
+    trainer.val_step = None if hd["val_step"] is None else _count(hd["val_step"], "val_step")
     strides = hd.get("history_strides", {})
     for name, hist in trainer.history.items():
         if f"hist.{name}.steps" in ckpt.arrays:
@@ -258,3 +283,23 @@ def restore(trainer, ckpt: Checkpoint) -> None:
 
     trainer.samples.extend(Sample(int(s), float(t), str(x)) for s, t, x in hd.get("samples", []))
     trainer.saved_step = trainer.step
+
+
+def _count(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"{name} is {v!r}, not a count")
+    return v
+
+
+def _number(v, name: str, *none):
+    if v is None and none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+        raise ValueError(f"{name} is {v!r}, not a finite number")
+    return float(v)
+
+
+def _same_shape(a: np.ndarray, like: np.ndarray, name: str) -> np.ndarray:
+    if a.shape != like.shape or not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} has shape {a.shape} and type {a.dtype}, expected {like.shape}")
+    return a

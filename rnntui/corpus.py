@@ -10,6 +10,7 @@ to the text that really precedes it.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 
 #: Above this many distinct characters the output layer dominates each step.
 LARGE_VOCAB = 1000
+#: The largest corpus file read (bytes); a bigger one is refused before it fills the memory.
+MAX_CORPUS_BYTES = 1 << 30
 _CHUNK = 1 << 23  # characters encoded at a time, to bound peak memory
 
 
@@ -130,19 +133,41 @@ def printable(text: str) -> str:
 def read_text(path: str | os.PathLike) -> str:
     """Read a UTF-8 corpus, refusing anything we cannot train on with a clear message.
 
+    The file is read once, in one go, into memory: whatever it holds at that moment is
+    the corpus, so a file that changes, shrinks or disappears while we look at it gives
+    either a usable text or a clean :class:`CorpusError`, never an exception.
     CRLF and lone CR line endings are normalised to LF.
     """
     p = Path(path)
-    if not p.exists():
-        raise CorpusError(f"corpus file not found: {p}; give the path of a UTF-8 text file")
-    if p.is_dir():
-        raise CorpusError(f"corpus path is a directory: {p}; give the path of a UTF-8 text file inside it")
     try:
-        data = p.read_bytes()
+        st = p.stat()
+    except FileNotFoundError:
+        raise CorpusError(f"corpus file not found: {p}; give the path of a UTF-8 text file") from None
     except PermissionError:
         raise CorpusError(f"corpus file is not readable (permission denied): {p}; check its permissions") from None
     except OSError as e:
         raise CorpusError(f"cannot read corpus file {p}: {e.strerror or e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CorpusError(f"corpus path is a directory: {p}; give the path of a UTF-8 text file inside it")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise CorpusError(f"corpus is not a regular file (a device or socket): {p}; give the path of a UTF-8 text file")
+    if st.st_size > MAX_CORPUS_BYTES:
+        raise CorpusError(f"corpus is {st.st_size / 2**20:,.0f} MiB, more than the {MAX_CORPUS_BYTES >> 20} MiB "
+                          f"rnntui reads: {p}; train on an excerpt (e.g. head -c 100M)")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(MAX_CORPUS_BYTES + 1)  # one read: the size seen above may be stale already
+    except FileNotFoundError:
+        raise CorpusError(f"corpus file disappeared while being read: {p}; give a file that stays put") from None
+    except PermissionError:
+        raise CorpusError(f"corpus file is not readable (permission denied): {p}; check its permissions") from None
+    except IsADirectoryError:
+        raise CorpusError(f"corpus path is a directory: {p}; give the path of a UTF-8 text file inside it") from None
+    except OSError as e:
+        raise CorpusError(f"cannot read corpus file {p}: {e.strerror or e}") from None
+    if len(data) > MAX_CORPUS_BYTES:
+        raise CorpusError(f"corpus is more than the {MAX_CORPUS_BYTES >> 20} MiB rnntui reads: {p}; "
+                          "train on an excerpt (e.g. head -c 100M)")
     if not data:
         raise CorpusError(f"corpus file is empty: {p}; give a file with some text in it")
     nul = data.find(b"\x00")
@@ -154,6 +179,11 @@ def read_text(path: str | os.PathLike) -> str:
         try:  # decoded before any change to the bytes, so the offset is the file's
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
+            if e.end == len(data) and e.reason == "unexpected end of data":
+                raise CorpusError(
+                    f"corpus is not valid UTF-8: it ends inside a multi-byte character (byte offset {e.start}): "
+                    f"{p}; was it still being written? Give a complete UTF-8 text file"
+                ) from None
             raise CorpusError(
                 f"corpus is not valid UTF-8 (bad byte 0x{data[e.start]:02x} at byte offset {e.start}): {p}; "
                 "convert it, e.g. with iconv -t UTF-8"

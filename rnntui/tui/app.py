@@ -11,9 +11,10 @@ import asyncio
 import os
 import signal
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
@@ -184,6 +185,22 @@ class RnnTuiApp(App[int]):
         self.message_line.update(msg)
         self.change_log.update(
             "\n".join(f"[dim]{c.step:>6}[/] {c.text}" for c in reversed(changes[-30:])))
+
+    def get_system_commands(self, screen) -> Iterable[SystemCommand]:
+        """Every key's action, findable by name in the command palette (ctrl+p)."""
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Pause / resume training", "space or p", self.action_toggle_pause)
+        yield SystemCommand("Learning rate ×2", "+", lambda: self.action_lr(2.0))
+        yield SystemCommand("Learning rate ÷2", "-", lambda: self.action_lr(0.5))
+        yield SystemCommand("Cycle clip mode", "c: global → element → none", self.action_cycle_clip)
+        yield SystemCommand("Raise clip threshold", "]", lambda: self.action_clip_step(1))
+        yield SystemCommand("Lower clip threshold", "[", lambda: self.action_clip_step(-1))
+        yield SystemCommand("Sample now", "s", self.action_sample)
+        yield SystemCommand("Hyperparameters…", "h: every setting, validated", self.action_hyperparams)
+        yield SystemCommand("Derivation: the lecture's equations, live", "d", self.action_derivation)
+        yield SystemCommand("Save checkpoint", f"ctrl+s → {self.save_path}", self.action_save)
+        yield SystemCommand("Loss plot log / linear", "l", self.action_toggle_log)
+        yield SystemCommand("What the figures mean", "?", self.action_help)
 
     # -- commands ----------------------------------------------------------------
     def send(self, command) -> None:

@@ -261,3 +261,29 @@ async def test_crash_in_trainer_is_shown_and_exit_code_is_nonzero(monkeypatch):
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
     assert app.return_code == 1
+
+
+async def test_command_palette_runs_our_commands():
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"sample now")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(snap(app).samples) == 1, what="sample from the palette")
+
+
+async def test_d_opens_the_derivation_screen_and_escape_returns():
+    from rnntui.tui.screens.derivation import DerivationScreen
+
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, DerivationScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, DerivationScreen)

@@ -32,7 +32,7 @@ Magenta lines mark where a setting changed.
 - Status words: VANISHING, EXPLODING, SATURATED, or OK.
 
 **Samples** — text generated from the current model, continuing the training text, at the shown temperature.
-Control characters are shown escaped; scroll for older samples.
+Control characters are shown escaped; scroll for older samples (tab focuses the panel, then ↑/↓).
 
 **Status bar** — state (RUNNING, PAUSED, DIVERGED, CRASHED, FINISHED), step, epoch progress, train/val loss,
 characters per second, training time, optimizer and lr, clip mode, temperature, checkpoint.
