@@ -154,7 +154,15 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
             if fixed:
                 raise UsageProblem(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint has "
                                    f"{getattr(ckpt.config, fixed[0])}); leave it out")
-            trainer = resume_trainer(ckpt, corpus, hyper_changes=changes, checkpoint_path=o["checkpoint"],
+            # without --checkpoint, a resumed run keeps saving into the file it came from
+            if not o["checkpoint"]:
+                try:
+                    check_writable(o["resume"])
+                except CheckpointError as e:
+                    raise UsageProblem(f"{e} (a resumed run saves back into it; give --checkpoint PATH to save "
+                                       "elsewhere)") from None
+            trainer = resume_trainer(ckpt, corpus, hyper_changes=changes,
+                                     checkpoint_path=o["checkpoint"] or o["resume"],
                                      checkpoint_every=o["checkpoint_every"])
         else:
             corpus = Corpus.load(corpus_path, val_fraction=config.val_fraction)
