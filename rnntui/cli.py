@@ -9,7 +9,10 @@ Every mistake a user can make gets one line ``rnntui: error: …`` and exit code
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tempfile
 
 import click
 import numpy as np
@@ -18,7 +21,7 @@ from . import __version__
 from .checkpoint import CheckpointError, check_writable
 from .checkpoint import load as load_checkpoint
 from .config import CLIP_MODES, DTYPES, INITS, LECTURE_SETTINGS, OPTIMIZERS, ConfigError, HyperParams, TrainConfig
-from .corpus import LARGE_VOCAB, Corpus, CorpusError, printable, read_text
+from .corpus import LARGE_VOCAB, Corpus, CorpusError, Vocab, printable, read_text
 
 EXIT_USAGE = 2
 
@@ -88,13 +91,16 @@ C = TrainConfig()
               help="Share of the text held out for validation (the end of the file).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all.  [default: no limit]")
 @click.option("--checkpoint", "checkpoint", type=str, default=None, metavar="PATH",
-              help="Save here on ctrl+s, on quit and every --checkpoint-every steps.")
-@click.option("--checkpoint-every", type=int, default=0, show_default=True, help="Steps between saves (0: never).")
+              help="Save here on ctrl+s, on quit, on Ctrl+C/SIGTERM/SIGHUP and every --checkpoint-every.")
+@click.option("--checkpoint-every", type=str, default="0", show_default=True, metavar="N|Ns|Nm|Nh",
+              help="Periodic saves to --checkpoint: every N steps (500), or every N seconds/minutes/hours "
+                   "(30s, 5m, 1h); 0: never.")
 @click.option("--resume", type=str, default=None, metavar="PATH", help="Continue training from a checkpoint.")
 @click.option("--headless", is_flag=True, help="Train without the app, printing progress lines.")
-@click.option("--log-every", type=int, default=100, show_default=True, help="Steps between progress lines (headless).")
+@click.option("--log-every", type=int, default=100, show_default=True,
+              help="Steps between progress lines (headless) and --metrics lines.")
 @click.option("--metrics", "metrics", type=str, default=None, metavar="PATH",
-              help="Append one JSON line of figures per logged step.")
+              help="Append one JSON line of figures every --log-every steps (headless and app).")
 @click.option("--no-mouse", is_flag=True, help="Do not capture the mouse (for SSH and tmux).")
 @click.pass_context
 def train(ctx, corpus, **opts):
@@ -111,7 +117,8 @@ def train(ctx, corpus, **opts):
     else:
         from .tui.app import run_app
 
-        code = run_app(trainer, max_steps=opts["max_steps"], mouse=not opts["no_mouse"])
+        code = run_app(trainer, max_steps=opts["max_steps"], mouse=not opts["no_mouse"], metrics_path=opts["metrics"],
+                       log_every=opts["log_every"])
     ctx.exit(code)
 
 
@@ -120,6 +127,35 @@ def _positive(name, value, allow_zero=False):
         return
     if value < 0 or (value == 0 and not allow_zero):
         raise UsageProblem(f"{name} must be {'0 or more' if allow_zero else 'at least 1'}, got {value}")
+
+
+def parse_interval(text: str) -> tuple[int, float]:
+    """``--checkpoint-every``: ``"500"`` → (500 steps, 0 s); ``"30s"``, ``"5m"``, ``"1h"`` → (0 steps, seconds)."""
+    raw = str(text).strip().lower()
+    unit = {"s": 1, "m": 60, "h": 3600}.get(raw[-1:], 0)
+    number = raw[:-1] if unit else raw
+    problem = (f"--checkpoint-every must be a number of steps (500) or of seconds, minutes or hours "
+               f"(30s, 5m, 1h), got {text!r}")
+    try:
+        value = float(number) if unit else int(number)
+    except ValueError:
+        raise UsageProblem(problem) from None
+    if not math.isfinite(value * (unit or 1)) or value < 0:
+        raise UsageProblem(problem)
+    if unit:
+        if 0 < value * unit < 1:
+            raise UsageProblem(f"--checkpoint-every must be at least 1 second, got {text!r}")
+        return 0, value * unit
+    return value, 0.0
+
+
+def _same_file(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _build_trainer(ctx, corpus_path: str, o: dict):
@@ -132,8 +168,15 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
                 o[k] = v
                 explicit.add(k)
     _positive("--max-steps", o["max_steps"], allow_zero=True)
-    _positive("--checkpoint-every", o["checkpoint_every"], allow_zero=True)
+    every_steps, every_seconds = parse_interval(o["checkpoint_every"])
+    if (every_steps or every_seconds) and not (o["checkpoint"] or o["resume"]):
+        raise UsageProblem(f"--checkpoint-every {o['checkpoint_every']} needs --checkpoint PATH to save to; add it")
     _positive("--log-every", o["log_every"])
+    for name, other in (("--checkpoint", o["checkpoint"]), ("--metrics", o["metrics"])):
+        if _same_file(other, corpus_path):
+            raise UsageProblem(f"{name} {other} is the corpus file itself; give another path")
+    if _same_file(o["checkpoint"] or o["resume"], o["metrics"]):
+        raise UsageProblem(f"--metrics {o['metrics']} is the checkpoint file; give another path")
     hyper_names = [f for f in HyperParams.__dataclass_fields__]
     try:
         hyper = HyperParams(**{k: o[k] for k in hyper_names}).validated()
@@ -142,6 +185,12 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
                              hyper=hyper).validated()
         if o["checkpoint"]:
             check_writable(o["checkpoint"])
+        elif o["resume"] and os.path.isfile(o["resume"]):
+            try:
+                check_writable(o["resume"])
+            except CheckpointError as e:
+                raise UsageProblem(f"{e} (saves go back into --resume {o['resume']}); give --checkpoint NEW.npz "
+                                   "to save elsewhere") from None
         if o["metrics"]:
             _check_metrics(o["metrics"])
         if o["resume"]:
@@ -163,40 +212,66 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
                                        "elsewhere)") from None
             trainer = resume_trainer(ckpt, corpus, hyper_changes=changes,
                                      checkpoint_path=o["checkpoint"] or o["resume"],
-                                     checkpoint_every=o["checkpoint_every"])
+                                     checkpoint_every=every_steps, checkpoint_seconds=every_seconds)
         else:
             corpus = Corpus.load(corpus_path, val_fraction=config.val_fraction)
             if corpus.vocab.size > LARGE_VOCAB:
                 click.echo(f"rnntui: warning: {corpus.vocab.size} distinct characters; the output layer will make "
                            "training slow (consider a smaller --hidden-size)", err=True)
             trainer = Trainer(corpus, config, checkpoint_path=o["checkpoint"],
-                              checkpoint_every=o["checkpoint_every"])
+                              checkpoint_every=every_steps, checkpoint_seconds=every_seconds)
     except (ConfigError, CorpusError, CheckpointError) as e:
         raise UsageProblem(str(e)) from None
+    except MemoryError:
+        raise UsageProblem(f"not enough memory for a model with hidden size {o['hidden_size']} and batch size "
+                           f"{o['batch_size']} on this corpus; use a smaller --hidden-size or --batch-size") from None
     if o["max_steps"] is not None and trainer.step >= o["max_steps"] and o["resume"]:
         raise UsageProblem(f"the checkpoint is already at step {trainer.step}; give a --max-steps above it")
     return trainer
 
 
 def _check_metrics(path: str) -> None:
+    """Fail now when the metrics file cannot be appended to, without creating it (nothing is written on refusal)."""
+    p = os.path.abspath(path)
+    folder = os.path.dirname(p)
+    if os.path.isdir(p):
+        raise UsageProblem(f"metrics path is a directory: {path}; give a file name such as "
+                           f"{os.path.join(path, 'metrics.jsonl')}")
+    if not os.path.isdir(folder):
+        raise UsageProblem(f"cannot write metrics file {path}: folder {folder} does not exist; create it first")
+    if os.path.exists(p):
+        if not os.access(p, os.W_OK):
+            raise UsageProblem(f"cannot write metrics file {path}: permission denied; choose a writable path")
+        return
     try:
-        with open(path, "a", encoding="utf-8"):
-            pass
+        fd, tmp = tempfile.mkstemp(prefix=".rnntui-write-test-", dir=folder)
     except OSError as e:
         raise UsageProblem(f"cannot write metrics file {path}: {e.strerror or e}; choose a writable path") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def _corpus_for_checkpoint(text: str, ckpt, path: str) -> Corpus:
     """The corpus encoded with the checkpoint's vocabulary, or a clear refusal."""
     vocab = ckpt.vocab
     missing = vocab.missing(text)
+    used = Vocab.from_text(text)
     if missing:
+        more = "…" if len(missing) > 12 else ""
         raise UsageProblem(
-            f"the corpus has {len(missing)} character(s) the checkpoint's vocabulary lacks "
-            f"({printable(missing[:12])}); resume on a text made of the checkpoint's {vocab.size} characters, "
-            "or start a new run without --resume"
+            f"vocabulary mismatch: the checkpoint knows {vocab.size} characters ({_excerpt(vocab.chars)}), the "
+            f"corpus uses {used.size}, {len(missing)} of them unknown to the checkpoint ({printable(missing[:12])}"
+            f"{more}); resume on a text made only of the checkpoint's characters (training then continues on its "
+            "vocabulary), or start a new run without --resume"
         )
+    if used.size < vocab.size:
+        click.echo(f"rnntui: note: the corpus uses {used.size} of the checkpoint's {vocab.size} characters; "
+                   "training continues on the checkpoint's vocabulary", err=True)
     return Corpus.from_text(text, val_fraction=ckpt.config.val_fraction, vocab=vocab, path=path)
+
+
+def _excerpt(chars: str, n: int = 20) -> str:
+    return printable(chars[:n]) + ("…" if len(chars) > n else "")
 
 
 @main.command(context_settings=CONTEXT)
@@ -207,6 +282,7 @@ def _corpus_for_checkpoint(text: str, ckpt, path: str) -> Corpus:
 @click.option("--seed", type=int, default=None, help="Seed for reproducible samples.")
 def sample(checkpoint, prime, length, temperature, seed):
     """Generate text from a CHECKPOINT."""
+    _positive("--seed", seed, allow_zero=True)
     try:
         ckpt = load_checkpoint(checkpoint)
         HyperParams().replace(temperature=temperature, sample_length=length)
@@ -240,6 +316,7 @@ def gradcheck(checkpoint, hidden_size, vocab_size, seq_length, batch_size, entri
     for name, value in (("--hidden-size", hidden_size), ("--vocab-size", vocab_size),
                         ("--seq-length", seq_length), ("--batch-size", batch_size), ("--entries", entries)):
         _positive(name, value)
+    _positive("--seed", seed, allow_zero=True)
     if not threshold > 0 or not np.isfinite(threshold):
         raise UsageProblem(f"--threshold must be a positive number, got {threshold}")
     rng = np.random.default_rng(seed)
@@ -279,6 +356,10 @@ def run(argv=None) -> int:
     except click.exceptions.Abort:
         click.echo("rnntui: aborted", err=True)
         return 130
+    except MemoryError as e:
+        click.echo(f"rnntui: error: not enough memory{f' ({e})' if str(e) else ''}; use smaller sizes "
+                   "(--hidden-size, --batch-size, --seq-length)", err=True)
+        return EXIT_USAGE
     except click.ClickException as e:
         msg = e.format_message().replace("\n", " ")
         hint = "" if isinstance(e, UsageProblem) else " (see rnntui --help)"

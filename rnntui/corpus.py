@@ -9,6 +9,7 @@ to the text that really precedes it.
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ LARGE_VOCAB = 1000
 #: The largest corpus file read (bytes); a bigger one is refused before it fills the memory.
 MAX_CORPUS_BYTES = 1 << 30
 _CHUNK = 1 << 23  # characters encoded at a time, to bound peak memory
+_PIECE = 1 << 20  # bytes of a file decoded and encoded at a time by Corpus.load (temporaries: ~8 bytes each)
 
 
 class CorpusError(ValueError):
@@ -138,6 +140,26 @@ def read_text(path: str | os.PathLike) -> str:
     either a usable text or a clean :class:`CorpusError`, never an exception.
     CRLF and lone CR line endings are normalised to LF.
     """
+    p, data = _read_bytes(path)
+    if data.isascii():
+        text = data.decode("ascii")
+    else:
+        try:  # decoded before any change to the bytes, so the offset is the file's
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _utf8_error(data, p, e) from None
+    del data
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise CorpusError(f"corpus has only whitespace: {p}; give a file with some text in it")
+    return text
+
+
+def _read_bytes(path: str | os.PathLike) -> tuple[Path, bytes]:
+    """The file's bytes, after every check that needs no decoding (see :func:`read_text`)."""
     p = Path(path)
     try:
         st = p.stat()
@@ -173,29 +195,89 @@ def read_text(path: str | os.PathLike) -> str:
     nul = data.find(b"\x00")
     if nul >= 0:
         raise CorpusError(f"corpus looks binary (NUL byte at offset {nul}): {p}; give a UTF-8 text file")
-    if data.isascii():
-        text = data.decode("ascii")
-    else:
-        try:  # decoded before any change to the bytes, so the offset is the file's
-            text = data.decode("utf-8")
+    return p, data
+
+
+def _utf8_error(data: bytes, p: Path, e: UnicodeDecodeError) -> CorpusError:
+    if e.end == len(data) and e.reason == "unexpected end of data":
+        return CorpusError(
+            f"corpus is not valid UTF-8: it ends inside a multi-byte character (byte offset {e.start}): "
+            f"{p}; was it still being written? Give a complete UTF-8 text file"
+        )
+    return CorpusError(
+        f"corpus is not valid UTF-8 (bad byte 0x{data[e.start]:02x} at byte offset {e.start}): {p}; "
+        "convert it, e.g. with iconv -t UTF-8"
+    )
+
+
+def _code_pieces(data: bytes):
+    """The code points of a UTF-8 file's bytes, piece by piece (bounded memory), as :func:`read_text` reads
+    them: without a leading BOM, CRLF and lone CR as LF. Raises UnicodeDecodeError on invalid UTF-8."""
+    ascii_ = data.isascii()
+    has_cr = data.find(b"\r") >= 0
+    decoder = None if ascii_ else codecs.getincrementaldecoder("utf-8")()
+    carry = b"" if ascii_ else ""
+    at_start = True
+    step = _PIECE
+    for start in range(0, len(data), step):
+        last = start + step >= len(data)
+        if ascii_ and not has_cr:
+            yield np.frombuffer(data, np.uint8, count=min(step, len(data) - start), offset=start)
+            continue
+        piece = data[start:start + step] if ascii_ else decoder.decode(data[start:start + step], final=last)
+        if not ascii_ and piece and at_start:  # the first character decoded: a BOM is dropped
+            at_start = False
+            piece = piece[1:] if piece[0] == "\ufeff" else piece
+        if has_cr:
+            piece = carry + piece
+            carry = piece[-1:] if not last and piece[-1:] in ("\r", b"\r") else piece[:0]
+            piece = piece[:len(piece) - len(carry)]
+            cr, lf = ("\r", "\n") if not ascii_ else (b"\r", b"\n")
+            piece = piece.replace(cr + lf, lf).replace(cr, lf)
+        yield np.frombuffer(piece if ascii_ else piece.encode("utf-32-le"), np.uint8 if ascii_ else np.uint32)
+
+
+def _encode_file(data: bytes, p: Path, vocab: Vocab | None) -> tuple[Vocab, np.ndarray]:
+    """A file's text encoded straight from its bytes: no Python string of the whole text is made.
+
+    Two passes over the pieces: code point counts (the vocabulary, the whitespace check), then the
+    encoding. Peak memory is the bytes, the encoded array and one piece.
+    """
+    counts, n = np.zeros(0, dtype=np.int64), 0
+    try:
+        for part in _code_pieces(data):
+            c = np.bincount(part)
+            if len(c) > len(counts):
+                c[:len(counts)] += counts
+                counts = c
+            else:
+                counts[:len(c)] += c
+            n += len(part)
+    except UnicodeDecodeError:
+        try:
+            data.decode("utf-8")  # again, whole, for the byte offset of the file
         except UnicodeDecodeError as e:
-            if e.end == len(data) and e.reason == "unexpected end of data":
-                raise CorpusError(
-                    f"corpus is not valid UTF-8: it ends inside a multi-byte character (byte offset {e.start}): "
-                    f"{p}; was it still being written? Give a complete UTF-8 text file"
-                ) from None
-            raise CorpusError(
-                f"corpus is not valid UTF-8 (bad byte 0x{data[e.start]:02x} at byte offset {e.start}): {p}; "
-                "convert it, e.g. with iconv -t UTF-8"
-            ) from None
-    del data
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
+            raise _utf8_error(data, p, e) from None
+        raise
+    present = np.flatnonzero(counts)
+    if all(chr(c).isspace() for c in present):
         raise CorpusError(f"corpus has only whitespace: {p}; give a file with some text in it")
-    return text
+    if vocab is None:
+        vocab = Vocab("".join(map(chr, present)))
+    missing = np.setdiff1d(present, vocab.codepoints())
+    if missing.size:
+        raise CorpusError("text has characters outside the vocabulary: "
+                          f"{printable(''.join(map(chr, missing[:20])))}")
+    table = np.zeros(len(counts), dtype=vocab.dtype)
+    known = vocab.codepoints()
+    known = known[known < len(table)]
+    table[known] = np.searchsorted(vocab.codepoints(), known).astype(vocab.dtype)
+    out = np.empty(n, dtype=vocab.dtype)
+    pos = 0
+    for part in _code_pieces(data):
+        np.take(table, part, out=out[pos:pos + len(part)])
+        pos += len(part)
+    return vocab, out
 
 
 @dataclass(frozen=True)
@@ -212,7 +294,10 @@ class Corpus:
         """Encode ``text`` and split off the last ``val_fraction`` of it for validation."""
         if vocab is None:
             vocab = Vocab.from_text(text)
-        data = vocab.encode(text)
+        return cls._split(vocab.encode(text), vocab, val_fraction, path)
+
+    @classmethod
+    def _split(cls, data: np.ndarray, vocab: Vocab, val_fraction: float, path: str) -> Corpus:
         n_val = int(len(data) * val_fraction)
         if n_val < 2:
             n_val = 0
@@ -221,7 +306,12 @@ class Corpus:
 
     @classmethod
     def load(cls, path, *, val_fraction: float = 0.1, vocab: Vocab | None = None) -> Corpus:
-        return cls.from_text(read_text(path), val_fraction=val_fraction, vocab=vocab, path=str(path))
+        """Read and encode a UTF-8 file (refused with the messages of :func:`read_text`); the same corpus as
+        ``from_text(read_text(path))``, encoded piece by piece from the file's bytes to bound peak memory."""
+        p, data = _read_bytes(path)
+        vocab, encoded = _encode_file(data, p, vocab)
+        del data
+        return cls._split(encoded, vocab, val_fraction, str(path))
 
     def __len__(self) -> int:
         return len(self.train) + len(self.val)

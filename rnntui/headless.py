@@ -8,12 +8,14 @@ steps and the checkpoint (when configured) is written from a consistent state.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
+import traceback
 from typing import TextIO
 
-from .trainer import CRASHED, DIVERGED, Stop, Trainer
+from .trainer import CRASHED, DIVERGED, RUNNING, Stop, Trainer
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -43,44 +45,97 @@ def metrics_record(t: Trainer) -> dict:
     return rec
 
 
+class MetricsLog:
+    """``on_step`` callback appending one JSON line of figures every ``every`` steps (and at divergence or a crash).
+
+    Opened on the first line written (so nothing is created when training never starts) and kept
+    open; a write error (a full disk) is noted once in the trainer's change log and ends the log,
+    never the training.
+    """
+
+    def __init__(self, path: str, every: int = 100):
+        self.path = path
+        self.every = max(1, int(every))
+        self.error: str | None = None
+        self._f = None
+
+    def __call__(self, t: Trainer) -> None:
+        if self.error is None and (t.step % self.every == 0 or t.state in (DIVERGED, CRASHED)):
+            self.write(t)
+
+    def write(self, t: Trainer) -> None:
+        try:
+            if self._f is None:
+                self._f = open(self.path, "a", encoding="utf-8")
+            self._f.write(json.dumps(metrics_record(t)) + "\n")
+            self._f.flush()
+        except (OSError, ValueError) as e:
+            self.error = f"{getattr(e, 'strerror', None) or e}"
+            t._note(f"metrics NOT saved to {self.path} any more: {self.error}; training goes on")
+            self.close()
+
+    def close(self) -> None:
+        f, self._f = self._f, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
 def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 100, metrics_path: str | None = None,
                  out: TextIO | None = None, install_signals: bool = True) -> int:
-    """Train with progress lines on ``out``; return the process exit code."""
+    """Train with progress lines on ``out``; return the process exit code.
+
+    Output that cannot be written any more (a closed pipe, a terminal gone with its SSH session)
+    stops training like a signal does: the checkpoint is saved and the exit code is 1.
+    """
     out = out or sys.stdout
-    metrics = open(metrics_path, "a", encoding="utf-8") if metrics_path else None
+    metrics = MetricsLog(metrics_path, log_every) if metrics_path else None
     shown_samples = [len(trainer.samples)]
     shown_changes = [len(trainer.changes)]
     ended = {}
+    lost = {}  # why the output cannot be written any more
+
+    def say(text: str) -> None:
+        if lost:
+            return
+        try:
+            print(text, file=out, flush=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            lost["why"] = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            trainer.send(Stop(save=True))
 
     def on_step(t: Trainer) -> None:
         if t.state in (DIVERGED, CRASHED) and not ended:
             # Nobody can resume a headless run: without this the loop would wait for commands forever.
             ended["state"] = t.state
             t.send(Stop())
-        if t.step % log_every == 0 or t.state != "running":
-            print(format_progress(t), file=out, flush=True)
-            if metrics:
-                metrics.write(json.dumps(metrics_record(t)) + "\n")
-                metrics.flush()
+        if t.step % log_every == 0 or t.state != RUNNING:
+            say(format_progress(t))
+        if metrics:
+            metrics(t)
         if len(t.samples) != shown_samples[0]:
             s = t.samples[-1]
             shown_samples[0] = len(t.samples)
-            print(f"--- sample at step {s.step} (temperature {s.temperature:g}) ---\n{s.text}\n---",
-                  file=out, flush=True)
+            say(f"--- sample at step {s.step} (temperature {s.temperature:g}) ---\n{s.text}\n---")
         _print_changes(t)
 
     def _print_changes(t: Trainer) -> None:
         changes = list(t.changes)
         for c in changes[shown_changes[0]:] if len(changes) >= shown_changes[0] else changes[-1:]:
             if c.text not in ("started", "resumed", "paused"):
-                print(f"[step {c.step}] {c.text}", file=out, flush=True)
+                say(f"[step {c.step}] {c.text}")
         shown_changes[0] = len(changes)
 
     stop = {"signal": None}
     result = {}
 
     def worker():
-        result["state"] = trainer.run(max_steps=max_steps, on_step=on_step)
+        try:
+            result["state"] = trainer.run(max_steps=max_steps, on_step=on_step)
+        except BaseException as e:  # noqa: BLE001 — reported below, after saving
+            result["exception"] = e
 
     thread = threading.Thread(target=worker, name="rnntui-trainer", daemon=True)
     old = {}
@@ -88,19 +143,19 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     def handler(signum, frame):
         if stop["signal"] is None:
             stop["signal"] = signal.Signals(signum).name
-            print(f"\n{stop['signal']}: stopping after this step"
-                  + (f", saving {trainer.checkpoint_path}" if trainer.checkpoint_path else ""), file=out, flush=True)
             trainer.send(Stop(save=True))
+            say(f"\n{stop['signal']}: stopping after this step"
+                + (f", saving {trainer.checkpoint_path}" if trainer.checkpoint_path else ""))
 
     if install_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
             if sig is not None:
                 old[sig] = signal.signal(sig, handler)
-    print(f"training {trainer.corpus.path or 'text'}: {len(trainer.corpus.train):,} train / "
-          f"{len(trainer.corpus.val):,} val chars, vocab {trainer.corpus.vocab.size}, "
-          f"{trainer.model.num_params():,} parameters, {trainer.hyper.optimizer} lr {trainer.hyper.lr:g}, "
-          f"clip {trainer.hyper.clip_mode} {trainer.hyper.clip:g}"
-          + (f", from step {trainer.step}" if trainer.step else ""), file=out, flush=True)
+    say(f"training {trainer.corpus.path or 'text'}: {len(trainer.corpus.train):,} train / "
+        f"{len(trainer.corpus.val):,} val chars, vocab {trainer.corpus.vocab.size}, "
+        f"{trainer.model.num_params():,} parameters, {trainer.hyper.optimizer} lr {trainer.hyper.lr:g}, "
+        f"clip {trainer.hyper.clip_mode} {trainer.hyper.clip:g}"
+        + (f", from step {trainer.step}" if trainer.step else ""))
     try:
         thread.start()
         while thread.is_alive():
@@ -111,24 +166,67 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
         if metrics:
             metrics.close()
     _print_changes(trainer)
+    if "exception" in result:  # an error outside a step (steps and observers are caught by the trainer)
+        e = result["exception"]
+        trainer.state = CRASHED
+        trainer.error = "".join(traceback.format_exception(e))
+        trainer.message = f"{type(e).__name__}: {e}"
     state = ended.get("state") or result.get("state", trainer.state)
     why = trainer.message  # saving below replaces trainer.message
+    if lost and out is sys.stdout:
+        _silence_stdout()
     if state == DIVERGED:
-        saved = trainer.save() if trainer.checkpoint_path else None
-        print(f"rnntui: training diverged: {why}"
-              + (f"; last finite parameters saved to {saved}" if saved else ""), file=sys.stderr, flush=True)
+        saved = _final_save(trainer)
+        _warn(f"rnntui: training diverged: {why}" + (f"; last finite parameters saved to {saved}" if saved else "")
+              + _not_saved(trainer, saved))
         return EXIT_FAILED
     if state == CRASHED:
-        print(trainer.error or "", file=sys.stderr)
-        saved = trainer.save() if trainer.checkpoint_path else None
-        print(f"rnntui: the trainer crashed: {why}" + (f"; checkpoint saved to {saved}" if saved else ""),
-              file=sys.stderr, flush=True)
+        _warn(trainer.error or "")
+        saved = _final_save(trainer)
+        _warn(f"rnntui: the trainer crashed: {why}" + (f"; checkpoint saved to {saved}" if saved else "")
+              + _not_saved(trainer, saved))
         return EXIT_FAILED
-    if trainer.checkpoint_path and trainer.saved_step != trainer.step:
-        trainer.save()
+    saved = _final_save(trainer) if trainer.saved_step != trainer.step else trainer.checkpoint_path
+    if lost:
+        _warn(f"rnntui: output closed ({lost['why']}): stopped at step {trainer.step}"
+              + (f"; checkpoint saved to {saved}" if saved else "") + _not_saved(trainer, saved))
+        return EXIT_FAILED
+    if trainer.checkpoint_path and not saved:
+        _warn(f"rnntui: error: stopped at step {trainer.step}{_not_saved(trainer, saved)}")
+        return EXIT_FAILED
     if trainer.saved_step is not None and trainer.checkpoint_path:
-        print(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})", file=out)
-    print(f"done: {trainer.step} steps, loss {trainer.loss_ema:.3f} nats/char (ema)" if trainer.loss_ema is not None
-          else f"done: {trainer.step} steps", file=out, flush=True)
-    return EXIT_OK
+        say(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})")
+    say(f"done: {trainer.step} steps, loss {trainer.loss_ema:.3f} nats/char (ema)" if trainer.loss_ema is not None
+        else f"done: {trainer.step} steps")
+    return EXIT_FAILED if lost else EXIT_OK
+
+
+def _final_save(trainer: Trainer) -> str | None:
+    """Save to the configured checkpoint (None when there is none or the save failed)."""
+    return trainer.save() if trainer.checkpoint_path else None
+
+
+def _not_saved(trainer: Trainer, saved: str | None) -> str:
+    if not trainer.checkpoint_path or saved:
+        return ""
+    last = trainer.changes[-1].text if trainer.changes else ""
+    return f"; {last}" if "NOT saved" in last else "; checkpoint NOT saved"
+
+
+def _warn(text: str) -> None:
+    """Print to stderr; a stderr that is gone too (a dropped SSH session) is not an error."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError, RuntimeError):
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point a dead stdout at /dev/null, so the interpreter's final flush does not fail loudly."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
 

@@ -7,29 +7,124 @@
 Shapes in the lecture's convention, batch in columns: ``u`` (H, V), ``w`` (H, H),
 ``v`` (V, H), ``bh`` (H, 1), ``by`` (V, 1), a hidden state ``h`` is (H, B).
 
-Inside ``loss_and_grads`` the per-step matrices are stored transposed, one row per
-(time step, sequence): ``hs[t·B + b] = h_t[:, b]``. Every h_t is then a contiguous
-(B, H) block, and the output layer, softmax, ∂E/∂v, ∂E/∂b_y and the scatter into
-∂E/∂u run once for all T steps; only the recurrence itself loops over t.
+How a pass is laid out (for speed; README "Performance"). The five parameters are views of one
+flat vector, stacked as the weights of the network's two affine maps (rows = sequences)::
+
+    z_t = [h_{t−1}ᵀ 1 x_tᵀ]·Wz      Wz = [wᵀ; b_hᵀ; uᵀ]   (H+1+V, H)
+    q_t = [h_tᵀ 1]·Wq               Wq = [vᵀ; b_yᵀ]       (H+1, V)
+
+Inside a pass every row is one (time step, sequence), time-major: row t·B + b of ``hx`` holds
+[h_{t−1} | 1 | x_t] of sequence b. One product with Wz gives z_t for the whole batch (the 1 adds
+b_h, the one-hot x_t picks column x_t of u), and the gradient of all of Wz is one product over
+every step, hxᵀ·dhraw. The output layer, softmax, ∂E/∂v, ∂E/∂b_y and vᵀ·(ŷ − y) also run once
+for all T steps; only the recurrence itself loops over t. The arrays of a pass are kept and
+reused by the next pass of the same shape, and a large batch is split over the CPU cores
+(:mod:`rnntui.parallel`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from . import parallel
+
 PARAM_NAMES = ("u", "w", "v", "bh", "by")
+#: Where each tensor sits in the flat vector, in order: wᵀ, b_hᵀ, uᵀ (= Wz), vᵀ, b_yᵀ (= Wq).
+FLAT_ORDER = ("w", "bh", "u", "v", "by")
+#: Work buffers are kept for this many batch shapes (training and validation need two).
+KEEP_SHAPES = 4
+
+
+class Packed(dict):
+    """``u, w, v, bh, by`` as views of one flat vector, in the lecture's shapes.
+
+    The vector holds ``Wz = [wᵀ; b_hᵀ; uᵀ]`` (H+1+V, H) then ``Wq = [vᵀ; b_yᵀ]`` (H+1, V), so each
+    tensor is one contiguous segment of it (transposed). Parameters, gradients, optimizer state
+    and updates share this layout, so whole-vector work (clipping, an update rule, norms) is one
+    NumPy call on ``flat``. Replace an entry and the link is gone: ``flat`` is then None, and
+    such code falls back to the entries one by one.
+    """
+
+    def __init__(self, flat: np.ndarray, hidden_size: int, vocab_size: int):
+        H, V = int(hidden_size), int(vocab_size)
+        K = H + 1 + V
+        if flat.shape != (K * H + (H + 1) * V,):
+            raise ValueError(f"a packed vector for H={H}, V={V} has {K * H + (H + 1) * V} entries, got {flat.shape}")
+        self.H, self.V = H, V
+        self._flat = flat
+        self.Wz = flat[:K * H].reshape(K, H)
+        self.Wq = flat[K * H:].reshape(H + 1, V)
+        super().__init__(u=self.Wz[H + 1:].T, w=self.Wz[:H].T, v=self.Wq[:H].T, bh=self.Wz[H:H + 1].T,
+                         by=self.Wq[H:].T)
+        self._views = tuple(self.values())
+        sizes = {"w": H * H, "bh": H, "u": V * H, "v": H * V, "by": V}
+        #: start of each segment in ``flat``, in FLAT_ORDER (for np.ufunc.reduceat)
+        self.starts = np.cumsum([0] + [sizes[k] for k in FLAT_ORDER[:-1]])
+
+    @classmethod
+    def empty(cls, hidden_size: int, vocab_size: int, dtype) -> Packed:
+        H, V = int(hidden_size), int(vocab_size)
+        return cls(np.empty((H + 1 + V) * H + (H + 1) * V, dtype), H, V)
+
+    @classmethod
+    def zeros(cls, hidden_size: int, vocab_size: int, dtype) -> Packed:
+        p = cls.empty(hidden_size, vocab_size, dtype)
+        p._flat[...] = 0
+        return p
+
+    @classmethod
+    def of(cls, tensors: dict[str, np.ndarray], dtype=None) -> Packed:
+        """A packed copy of ``tensors`` (any dict of u, w, v, bh, by)."""
+        H, V = tensors["u"].shape
+        p = cls.empty(H, V, dtype or tensors["u"].dtype)
+        for k in PARAM_NAMES:
+            p[k][...] = tensors[k]
+        return p
+
+    @property
+    def flat(self) -> np.ndarray | None:
+        """The flat vector behind the entries, or None once an entry was replaced."""
+        if len(self) == len(self._views) and all(a is b for a, b in zip(self.values(), self._views, strict=True)):
+            return self._flat
+        return None
+
+    def segments(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """``flat`` (a vector in this layout) cut into its five tensors' segments, by name."""
+        ends = list(self.starts[1:]) + [len(flat)]
+        return {k: flat[a:b] for k, a, b in zip(FLAT_ORDER, self.starts, ends, strict=True)}
+
+    def __reduce__(self):  # copies and pickles are plain dicts of plain arrays
+        return dict, (dict(self),)
+
+
+def packed_pair(*dicts) -> list[np.ndarray] | None:
+    """The flat vectors of ``dicts`` if all are intact :class:`Packed` of one layout, else None."""
+    first = dicts[0]
+    if not isinstance(first, Packed):
+        return None
+    flats = []
+    for d in dicts:
+        flat = d.flat if isinstance(d, Packed) and (d.H, d.V) == (first.H, first.V) else None
+        if flat is None:
+            return None
+        flats.append(flat)
+    return flats
 
 
 @dataclass(frozen=True)
 class StepDiagnostics:
-    """Per-step figures from one forward/backward pass (views of the pass's buffers).
+    """Per-step figures from one forward/backward pass.
 
     ``dh_norms[t]``  ‖∂E/∂h_t‖ (Frobenius over the batch) for t = 0 … T−1.
     ``carry_norms[t]`` ‖wᵀ·dhraw_t‖, the part of the gradient that step t sends back to h_{t−1}
     (``carry_norms[0]`` is ‖∂E/∂h_0‖).
-    ``hs`` the tanh activations, (T·B, H); ``ps`` the softmax outputs, (T·B, V).
+    ``hs`` the tanh activations, one row per (step, sequence): (T·B, H); ``ps`` the softmax
+    outputs, (T·B, V). When the batch was split over P threads, one block per part:
+    (P, T·B/P, H) and (P, T·B/P, V). Both are views of the model's work buffers, valid until its
+    next pass.
     """
 
     dh_norms: np.ndarray
@@ -52,21 +147,92 @@ def softmax_jacobian(s: np.ndarray) -> np.ndarray:
     return np.diag(s) - np.outer(s, s)
 
 
+class _Part:
+    """The arrays of passes over ``b`` sequences × ``T`` steps (one part of a batch), reused pass after pass.
+
+    ``hbuf``  ((T+1)·b, H)  row block 0 is h_0ᵀ, block t+1 is h_tᵀ (row t·b + j: sequence j)
+    ``x1``    (T·b, 1+V)    [1 | x_tᵀ], the one-hot input of every step with a 1 before it (for b_h and u)
+    ``ux``    (T·b, H)      u·x_t + b_h of every step (gathered columns of u)
+    ``q``     (V, T·b)      logits, then ŷ; column t·b + j is step t of sequence j
+    ``dy``    (V, T·b)      ∂E/∂q
+    ``dh``, ``dhraw``, ``carry``  (T·b, H)  ∂E/∂h_t; ∂E/∂z_t; wᵀ·dhraw_t, what step t sends back to h_{t−1}
+    ``grad``  a flat gradient (the first part writes into the returned one instead)
+    The ``*_at`` lists hold each step's (b, ·) block of these arrays.
+    """
+
+    def __init__(self, hbuf: np.ndarray, q: np.ndarray, H: int, V: int, b: int, T: int):
+        N, dtype = T * b, hbuf.dtype
+        self.b, self.T, self.N, self.H = b, T, N, H
+        self.hbuf, self.q = hbuf, q
+        self.x1 = np.zeros((N, 1 + V), dtype)
+        self.x1[:, 0] = 1
+        self.x_cols: np.ndarray | None = None  # the one-hot columns now set in x1
+        self.rows = np.arange(N)
+        self.ux = np.empty((N, H), dtype)
+        self.dy = np.empty((V, N), dtype)
+        self.dh = np.empty((N, H), dtype)
+        self.dhraw = np.empty((N, H), dtype)
+        self.carry = np.empty((N, H), dtype)
+        self.grad = np.empty((H + 1 + V) * H + (H + 1) * V, dtype)
+        blocks = lambda a: [a[t * b:(t + 1) * b] for t in range(len(a) // b)]  # noqa: E731
+        self.h_at, self.ux_at = blocks(hbuf), blocks(self.ux)
+        self.dh_at, self.dhraw_at, self.carry_at = blocks(self.dh), blocks(self.dhraw), blocks(self.carry)
+
+    def set_inputs(self, x_idx: np.ndarray, h0: np.ndarray) -> None:
+        """h_0 (H, b) into block 0 of hbuf, and the one-hot x_t of every step into x1."""
+        if self.x_cols is not None:
+            self.x1[self.rows, self.x_cols] = 0
+        self.x_cols = x_idx.astype(np.intp) + 1
+        self.x1[self.rows, self.x_cols] = 1
+        self.hbuf[:self.b] = h0.T
+
+
+class _Buffers:
+    """A (B, T) batch as ``P`` parts of B/P sequences; their hbuf and q are blocks of one array each."""
+
+    def __init__(self, H: int, V: int, B: int, T: int, parts: int, dtype):
+        b = B // parts
+        self.hbuf = np.empty((parts, (T + 1) * b, H), dtype)
+        self.q = np.empty((parts, V, T * b), dtype)
+        self.parts = [_Part(self.hbuf[k], self.q[k], H, V, b, T) for k in range(parts)]
+        self.bounds = [(k * b, (k + 1) * b) for k in range(parts)]
+
+    def hs(self) -> np.ndarray:
+        """h_t of every step and sequence: (T·B, H), or (P, T·B/P, H) over P parts."""
+        hs = self.hbuf[:, self.parts[0].b:]
+        return hs[0] if len(self.parts) == 1 else hs
+
+    def ps(self) -> np.ndarray:
+        """ŷ of every step and sequence: (T·B, V), or (P, T·B/P, V) over P parts."""
+        ps = self.q.transpose(0, 2, 1)
+        return ps[0] if len(self.parts) == 1 else ps
+
+
+def _block_sq(a: np.ndarray, T: int) -> np.ndarray:
+    """Σ of squares of each of the T row blocks of ``a``, in float64."""
+    rows = a.reshape(T, 1, -1)
+    return np.matmul(rows, rows.transpose(0, 2, 1)).reshape(T).astype(np.float64)
+
+
 class CharRNN:
     """A character-level vanilla RNN with parameters ``u, w, v, bh, by``.
 
     ``init="scaled"`` draws u, w, v uniformly from ±1/√H (as PyTorch's nn.RNN does);
     ``init="lecture"`` draws them from N(0, 0.01²) as the lecture does. Biases start at 0.
     ``chars`` (optional) is the vocabulary, used to turn text into indices and back.
+    ``threads`` is how a pass uses the CPU cores: ``"auto"``, a number of parts, or ``"blas"``
+    (see :mod:`rnntui.parallel`; default: the ``RNNTUI_THREADS`` environment variable, else auto).
     """
 
     def __init__(self, vocab_size: int, hidden_size: int, *, seed: int = 0, dtype=np.float32,
-                 init: str = "scaled", chars: str | None = None):
+                 init: str = "scaled", chars: str | None = None, threads: str | int | None = None):
         if chars is not None and len(chars) != vocab_size:
             raise ValueError(f"chars has {len(chars)} characters but vocab_size is {vocab_size}")
         self.V, self.H = int(vocab_size), int(hidden_size)
         self.dtype = np.dtype(dtype)
         self.chars = chars
+        self.threads = parallel.parse_policy(threads)
+        self._buffers: dict[tuple[int, int], _Buffers] = {}
         rng = np.random.default_rng(seed)
         H, V = self.H, self.V
         if init == "lecture":
@@ -76,13 +242,9 @@ class CharRNN:
             draw = lambda *shape: rng.uniform(-k, k, shape)  # noqa: E731
         else:
             raise ValueError(f"unknown init {init!r}")
-        self.params: dict[str, np.ndarray] = {
-            "u": draw(H, V).astype(self.dtype),
-            "w": draw(H, H).astype(self.dtype),
-            "v": draw(V, H).astype(self.dtype),
-            "bh": np.zeros((H, 1), self.dtype),
-            "by": np.zeros((V, 1), self.dtype),
-        }
+        self.params: Packed = Packed.zeros(H, V, self.dtype)
+        for name, shape in (("u", (H, V)), ("w", (H, H)), ("v", (V, H))):  # the draws in this order
+            self.params[name][...] = draw(*shape)
 
     # -- convenience -------------------------------------------------------------
     u = property(lambda self: self.params["u"])
@@ -97,15 +259,16 @@ class CharRNN:
     def astype(self, dtype) -> CharRNN:
         """A copy of this model with parameters in ``dtype`` (e.g. float64 for a gradient check)."""
         other = CharRNN.__new__(CharRNN)
-        other.V, other.H, other.chars = self.V, self.H, self.chars
+        other.V, other.H, other.chars, other.threads = self.V, self.H, self.chars, self.threads
         other.dtype = np.dtype(dtype)
-        other.params = {k: p.astype(dtype, copy=True) for k, p in self.params.items()}
+        other._buffers = {}
+        other.params = Packed.of(self.params, other.dtype)
         return other
 
     def num_params(self) -> int:
         return sum(p.size for p in self.params.values())
 
-    # -- forward -----------------------------------------------------------------
+    # -- the pass ----------------------------------------------------------------
     def _check(self, inputs, targets, h0):
         inputs = np.asarray(inputs)
         if inputs.ndim != 2:
@@ -119,99 +282,149 @@ class CharRNN:
             raise ValueError(f"h0 must be (H, B) = {(self.H, B)}, got {np.shape(h0)}")
         return inputs, B, T, h0
 
-    def _forward(self, inputs: np.ndarray, h0: np.ndarray, B: int, T: int):
-        """Run the recurrence. Returns ``hbuf`` ((T+1)·B, H): row block 0 is h0ᵀ, block t+1 is h_tᵀ."""
+    def _weights(self) -> Packed:
+        """The parameters as a Packed whose Wz and Wq are current (a packed copy if an entry was replaced)."""
         p = self.params
-        H = self.H
-        x_idx = inputs.T.reshape(-1)  # (T·B,) time-major: row t·B + b is sequence b at step t
-        hbuf = np.empty(((T + 1) * B, H), self.dtype)
-        hbuf[:B] = h0.T
-        # u·x_t for a one-hot x_t is column x_t of u: one gather for all steps, plus b_h.
-        z = np.take(p["u"].T, x_idx, axis=0)  # (T·B, H)
-        z += p["bh"].T
-        wT = np.ascontiguousarray(p["w"].T)
-        for t in range(T):
-            zt = z[t * B:(t + 1) * B]
-            zt += hbuf[t * B:(t + 1) * B] @ wT  # w·h_{t−1}, in rows
-            np.tanh(zt, out=hbuf[(t + 1) * B:(t + 2) * B])  # h_t = tanh(u·x_t + w·h_{t−1} + b_h)
-        return hbuf, x_idx
+        if isinstance(p, Packed) and p.flat is not None and p.Wz.dtype == self.dtype:
+            return p
+        return Packed.of(p, self.dtype)
 
-    def _output(self, hs: np.ndarray, y_idx: np.ndarray) -> tuple[np.ndarray, float]:
-        """ŷ for every row of ``hs`` at once, softmax(v·h + b_y), (N, V); and Σ −log ŷ[y] over the rows.
+    def _buffers_for(self, B: int, T: int) -> _Buffers:
+        buf = self._buffers.get((B, T))
+        if buf is None or buf.hbuf.dtype != self.dtype:
+            parts = parallel.num_parts(self.threads, B, T * B * self.H * (self.H + self.V))
+            while B % parts:  # equal parts only
+                parts -= 1
+            if len(self._buffers) >= KEEP_SHAPES:
+                self._buffers.clear()
+            buf = self._buffers[(B, T)] = _Buffers(self.H, self.V, B, T, parts, self.dtype)
+        return buf
+
+    def _run_parts(self, buf: _Buffers, task) -> list:
+        """``task(k, part, b0, b1)`` for every part k (sequences b0 … b1) at once (BLAS on one thread)."""
+        pairs = enumerate(zip(buf.parts, buf.bounds, strict=True))
+        tasks = [partial(task, k, part, b0, b1) for k, (part, (b0, b1)) in pairs]
+        if self.threads != "blas":
+            parallel.single_threaded_blas()
+        return parallel.run(tasks)
+
+    def _recur(self, part: _Part, Wz: np.ndarray) -> None:
+        """The recurrence over one part: h_1 … h_T into hbuf (h_0 and the inputs are already there)."""
+        H = self.H
+        # u·x_t for a one-hot x_t is column x_t of u: one gather for all steps, plus b_h.
+        np.take(Wz[H + 1:] + Wz[H], part.x_cols - 1, axis=0, out=part.ux)
+        wT, h_at, ux_at = Wz[:H], part.h_at, part.ux_at
+        for t in range(part.T):
+            h_t = h_at[t + 1]
+            np.matmul(h_at[t], wT, out=h_t)  # w·h_{t−1}, in rows
+            np.add(h_t, ux_at[t], out=h_t)
+            np.tanh(h_t, out=h_t)  # h_t = tanh(u·x_t + w·h_{t−1} + b_h)
+
+    def _output(self, part: _Part, Wq: np.ndarray, y_idx: np.ndarray) -> float:
+        """ŷ for every step at once into ``part.q`` (V, T·b), softmax(v·h + b_y); returns Σ −log ŷ[y] over them.
 
         The loss is taken from the logits (log-sum-exp), not from ŷ: a target whose probability
         underflows to 0 still has a finite loss, so a poor but finite model is not taken for a diverged one.
         """
-        q = hs @ self.params["v"].T  # q_t = v·h_t
-        q += self.params["by"].T
-        q -= q.max(axis=-1, keepdims=True)
-        q_y = q[np.arange(len(q)), y_idx]
+        H = self.H
+        q = np.matmul(Wq[:H].T, part.hbuf[part.b:].T, out=part.q)  # q_t = v·h_t
+        np.add(q, Wq[H][:, None], out=q)  # + b_y
+        np.subtract(q, q.max(axis=0), out=q)
+        q_y = q[y_idx, part.rows]
         np.exp(q, out=q)
-        z = q.sum(axis=-1, keepdims=True)
-        q /= z
-        return q, float(np.sum(np.log(z[:, 0]) - q_y))
+        z = q.sum(axis=0)
+        np.divide(q, z, out=q)
+        return float(np.log(z).sum() - q_y.sum())
+
+    def _part_loss(self, W: Packed, inputs, targets, h0, h_last, k: int, part: _Part, b0: int, b1: int) -> float:
+        """Forward over sequences b0 … b1 of the batch; Σ −log ŷ[y] over them, and their last state into h_last."""
+        part.set_inputs(inputs[b0:b1].T.reshape(-1), h0[:, b0:b1])
+        self._recur(part, W.Wz)
+        h_last[:, b0:b1] = part.h_at[part.T].T
+        return self._output(part, W.Wq, targets[b0:b1].T.reshape(-1))
+
+    def _forward(self, inputs, h0, B: int, T: int) -> tuple[np.ndarray, np.ndarray]:
+        """h_0 … h_T as rows, ((T+1)·B, H) with block t = h_tᵀ (a copy), and the inputs time-major (T·B,)."""
+        inputs = np.asarray(inputs)
+        self.loss(inputs, np.zeros_like(inputs), h0)
+        buf = self._buffers_for(B, T)
+        hs = buf.hbuf.reshape(len(buf.parts), T + 1, -1, self.H)  # (part, t, j, H)
+        return hs.transpose(1, 0, 2, 3).reshape((T + 1) * B, self.H).copy(), inputs.T.reshape(-1)
 
     def loss(self, inputs, targets, h0=None) -> tuple[float, np.ndarray]:
         """Forward only: ``(loss, h_last)``; loss summed over T, averaged over B."""
         inputs, B, T, h0 = self._check(inputs, targets, h0)
-        hbuf, _ = self._forward(inputs, h0, B, T)
-        y_idx = np.asarray(targets).T.reshape(-1)
-        _, nll = self._output(hbuf[B:], y_idx)
-        loss = nll / B
-        return float(loss), hbuf[T * B:].T.copy()
+        targets = np.asarray(targets)
+        W, buf = self._weights(), self._buffers_for(B, T)
+        h_last = np.empty((self.H, B), self.dtype)
+        nll = self._run_parts(buf, partial(self._part_loss, W, inputs, targets, h0, h_last))
+        return float(sum(nll) / B), h_last
 
     # -- forward + backward ------------------------------------------------------
+    def _part_grads(self, W: Packed, inputs, targets, h0, grads: Packed, h_last, dh0,
+                    k: int, part: _Part, b0: int, b1: int) -> tuple[float, np.ndarray, np.ndarray]:
+        """Forward and BPTT over sequences b0 … b1 of a batch; the gradient of part 0 goes into ``grads``,
+        that of part k > 0 into ``part.grad``.
+
+        Returns (Σ −log ŷ[y], Σ ‖∂E/∂h_t‖² per step, Σ ‖wᵀ·dhraw_t‖² per step) over these sequences.
+        """
+        H, b, T, N, B = self.H, part.b, part.T, part.N, len(inputs)
+        grad = grads if k == 0 else Packed(part.grad, H, self.V)
+        x_idx = inputs[b0:b1].T.reshape(-1)  # (T·b,) time-major: row t·b + j is sequence j at step t
+        y_idx = targets[b0:b1].T.reshape(-1)
+        part.set_inputs(x_idx, h0[:, b0:b1])
+        hs = part.hbuf[b:]  # (T·b, H): h_t for every step
+        hprev = part.hbuf[:N]  # (T·b, H): h_{t−1} for every step
+        Wz, Wq = W.Wz, W.Wq
+        v, w = Wq[:H].T, Wz[:H].T
+        self._recur(part, Wz)
+        h_last[:, b0:b1] = part.h_at[T].T
+        nll = self._output(part, Wq, y_idx)  # part.q is now ŷ, (V, T·b)
+
+        # eq-3: ∂E/∂q_t = ŷ_t − y_t (divided by B: the loss is averaged over sequences).
+        dy = np.multiply(part.q, self.dtype.type(1.0 / B), out=part.dy).T  # (T·b, V)
+        dy[part.rows, y_idx] -= self.dtype.type(1.0 / B)
+        dv = dy.T @ hs  # eq-5: Σ_t (ŷ_t − y_t)·h_tᵀ
+        dby = dy.sum(axis=0)
+        np.matmul(dy, v, out=part.dh)  # eq-6: vᵀ·(ŷ_t − y_t), for every t at once
+        np.subtract(1, np.square(hs, out=part.dhraw), out=part.dhraw)  # eq-7: ∂h_t/∂z_t = 1 − h_t²
+
+        dh_at, dhraw_at, carry_at = part.dh_at, part.dhraw_at, part.carry_at
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                np.add(dh_at[t], carry_at[t + 1], out=dh_at[t])  # ∂E/∂h_t = vᵀ·dy_t + what step t+1 sent back
+            np.multiply(dhraw_at[t], dh_at[t], out=dhraw_at[t])  # dhraw_t = (1 − h_t²) ⊙ ∂E/∂h_t
+            np.matmul(dhraw_at[t], w, out=carry_at[t])  # eq-12/13: wᵀ·dhraw_t, sent back to h_{t−1}
+        dh0[:, b0:b1] = carry_at[0].T
+
+        # eq-9: Σ_t dhraw_t·x_tᵀ (a product with the one-hot rows of x1) and Σ_t dhraw_t (its column of ones):
+        np.matmul(part.x1.T, part.dhraw, out=grad.Wz[H:])  # [∂E/∂b_h; ∂E/∂u]ᵀ
+        np.matmul(hprev.T, part.dhraw, out=grad.Wz[:H])  # eq-11: Σ_t dhraw_t·h_{t−1}ᵀ, as ∂E/∂wᵀ
+        np.copyto(grad["v"], dv)
+        np.copyto(grad["by"][:, 0], dby)
+        return nll, _block_sq(part.dh, T), _block_sq(part.carry, T)
+
     def loss_and_grads(self, inputs, targets, h0=None):
         """One forward pass and backpropagation through time over a (B, T) batch.
 
         Returns ``(loss, grads, h_last, diagnostics)``: the cross-entropy summed over
         the T steps and averaged over the B sequences; the exact, unclipped gradient
-        of that loss (same keys and shapes as ``params``); the last hidden state (H, B)
-        to carry into the next batch (without gradient: truncated BPTT); and a
-        :class:`StepDiagnostics`.
+        of that loss (same keys and shapes as ``params``, a :class:`Packed`); the last
+        hidden state (H, B) to carry into the next batch (without gradient: truncated BPTT);
+        and a :class:`StepDiagnostics`.
         """
         inputs, B, T, h0 = self._check(inputs, targets, h0)
-        p = self.params
-        N = T * B
-        hbuf, x_idx = self._forward(inputs, h0, B, T)
-        hs = hbuf[B:]  # (N, H): h_t for every step
-        hprev = hbuf[:N]  # (N, H): h_{t−1} for every step
-
-        y_idx = np.asarray(targets).T.reshape(-1)
-        rows = np.arange(N)
-        ps, nll = self._output(hs, y_idx)  # ŷ, (N, V)
-        loss = nll / B
-
-        # eq-3: ∂E/∂q_t = ŷ_t − y_t (divided by B: the loss is averaged over sequences).
-        dy = ps.copy()
-        dy[rows, y_idx] -= 1
-        dy *= self.dtype.type(1.0 / B)
-        dv = dy.T @ hs  # eq-5: Σ_t (ŷ_t − y_t)·h_tᵀ
-        dby = dy.sum(axis=0)[:, None]
-        dh_out = dy @ p["v"]  # eq-6: vᵀ·(ŷ_t − y_t), for every t at once
-
-        one_minus_h2 = 1 - hs * hs  # eq-7: ∂h_t/∂z_t = 1 − h_t²
-        dh_all = np.empty_like(hs)  # ∂E/∂h_t (output part + what flows back from t+1)
-        dhraw = np.empty_like(hs)  # ∂E/∂z_t
-        w = p["w"]
-        dhnext = np.zeros((B, self.H), self.dtype)
-        for t in range(T - 1, -1, -1):
-            s = slice(t * B, (t + 1) * B)
-            np.add(dh_out[s], dhnext, out=dh_all[s])  # dh = vᵀ·dy + dhnext
-            np.multiply(one_minus_h2[s], dh_all[s], out=dhraw[s])  # dhraw = (1 − h²) ⊙ dh
-            np.dot(dhraw[s], w, out=dhnext)  # eq-12/13: dhnext = wᵀ·dhraw
-        dw = dhraw.T @ hprev  # eq-11: Σ_t dhraw_t·h_{t−1}ᵀ
-        duT = np.zeros((self.V, self.H), self.dtype)  # eq-9: Σ_t dhraw_t·x_tᵀ, a scatter by input index
-        np.add.at(duT, x_idx, dhraw)
-        dbh = dhraw.sum(axis=0)[:, None]
-
-        grads = {"u": duT.T.copy(), "w": dw, "v": dv, "bh": dbh, "by": dby}
-        dh_norms = np.sqrt(np.einsum("tij,tij->t", dh_all.reshape(T, B, -1), dh_all.reshape(T, B, -1)))
-        carried = dh_all[:N - B] - dh_out[:N - B]  # what step t+1 sent back to h_t
-        carry_sq = np.einsum("tij,tij->t", carried.reshape(T - 1, B, self.H), carried.reshape(T - 1, B, self.H))
-        carry_norms = np.sqrt(np.concatenate([[np.sum(dhnext * dhnext)], carry_sq]))
-        diag = StepDiagnostics(dh_norms=dh_norms, carry_norms=carry_norms, hs=hs, ps=ps, dh0=dhnext.T)
-        return float(loss), grads, hbuf[N:].T.copy(), diag
+        targets = np.asarray(targets)
+        W, buf = self._weights(), self._buffers_for(B, T)
+        grads = Packed.empty(self.H, self.V, self.dtype)
+        h_last, dh0 = np.empty((self.H, B), self.dtype), np.empty((self.H, B), self.dtype)
+        results = self._run_parts(buf, partial(self._part_grads, W, inputs, targets, h0, grads, h_last, dh0))
+        for part in buf.parts[1:]:
+            np.add(grads.flat, part.grad, out=grads.flat)
+        nll, dh_sq, carry_sq = (sum(r[i] for r in results) for i in range(3))
+        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), carry_norms=np.sqrt(carry_sq), hs=buf.hs(), ps=buf.ps(),
+                               dh0=dh0)
+        return float(nll / B), grads, h_last, diag
 
     # -- sampling ----------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -251,7 +464,7 @@ class CharRNN:
             if temperature == 0:
                 ix = int(np.argmax(q))
             else:
-                prob = softmax_rows(q / temperature)
+                prob = softmax_rows((q - q.max()) / temperature)  # ≤ 0 before dividing: no inf − inf at tiny T
                 ix = int(rng.choice(self.V, p=prob))
             out.append(ix)
         if self.chars is None:

@@ -10,11 +10,12 @@ warm-started power iterations. Also: bounded histories for plotting long runs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .model import PARAM_NAMES, StepDiagnostics
+from .model import FLAT_ORDER, PARAM_NAMES, StepDiagnostics, packed_pair
 
 SATURATION_LEVEL = 0.99
 
@@ -68,6 +69,23 @@ def _sq(a: np.ndarray) -> float:
     return float(np.dot(flat, flat))
 
 
+def _squares(tensors: dict[str, np.ndarray]) -> dict[str, float]:
+    """‖a‖² of each tensor, by name (from its contiguous segment of the flat vector when packed)."""
+    flats = packed_pair(tensors)
+    parts = tensors.segments(flats[0]) if flats is not None else tensors
+    return {k: _sq(parts[k]) for k in PARAM_NAMES}
+
+
+def _abs_and_max(grads: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """|g| of each tensor and the largest |g| of each, by name (one pass over the flat vector when packed)."""
+    flats = packed_pair(grads)
+    if flats is None:
+        absg = {k: np.abs(g) for k, g in grads.items()}
+        return absg, {k: float(np.max(a)) for k, a in absg.items()}
+    a = np.abs(flats[0])
+    return grads.segments(a), dict(zip(FLAT_ORDER, np.maximum.reduceat(a, grads.starts).tolist(), strict=True))
+
+
 class Monitor:
     """Computes :class:`GradStats`; keeps only the power-iteration vector between steps."""
 
@@ -78,17 +96,17 @@ class Monitor:
         self.power_iters = power_iters
 
     def pre_clip(self, grads: dict[str, np.ndarray], clip_mode: str, clip: float) -> PreClip:
-        norms, max_abs, clipped = {}, {}, {}
+        absg, max_abs = _abs_and_max(grads)
+        sq = _squares(grads)
+        norms, clipped = {}, {}
         nonfinite = None
         for k in PARAM_NAMES:
-            g = grads[k]
-            m = float(np.max(np.abs(g)))
-            max_abs[k] = m
-            if not np.isfinite(m) and nonfinite is None:
+            m = max_abs[k]
+            if not math.isfinite(m) and nonfinite is None:
                 nonfinite = k
-            norms[k] = float(np.sqrt(_sq(g))) if np.isfinite(m) else float("nan")
-            clipped[k] = int(np.count_nonzero(np.abs(g) > clip)) if clip_mode == "element" and m > clip else 0
-        return PreClip(norms, max_abs, clipped, nonfinite)
+            norms[k] = math.sqrt(sq[k]) if math.isfinite(m) else float("nan")
+            clipped[k] = int(np.count_nonzero(absg[k] > clip)) if clip_mode == "element" and m > clip else 0
+        return PreClip(norms, {k: max_abs[k] for k in PARAM_NAMES}, clipped, nonfinite)
 
     def sigma_max(self, w: np.ndarray, iters: int | None = None) -> float:
         """Largest singular value of ``w`` by power iteration on wᵀw, warm-started."""
@@ -97,10 +115,10 @@ class Monitor:
         for _ in range(iters or self.power_iters):
             y = w @ x.astype(w.dtype)
             x = (w.T @ y).astype(np.float64)
-            n = np.linalg.norm(x)
-            if not np.isfinite(n) or n == 0:
-                return float(n) if not np.isfinite(n) else 0.0
-            s = np.sqrt(n)
+            n = math.sqrt(x @ x)
+            if not math.isfinite(n) or n == 0:
+                return n if not math.isfinite(n) else 0.0
+            s = math.sqrt(n)
             x /= n
         self._x = x
         return float(s)
@@ -112,27 +130,29 @@ class Monitor:
         rows = []
         tot_pre = tot_post = tot_d = tot_p = 0.0
         tot_clipped = tot_n = 0
+        delta_sq, param_sq = _squares(deltas), _squares(params)
+        post_sq = _squares(grads) if clip_mode == "element" and any(pre.clipped.values()) else None
         for k in PARAM_NAMES:
-            n_pre = pre.norms[k]
+            n_pre, size = pre.norms[k], grads[k].size
             if clip_mode == "element":
-                n_post = np.sqrt(_sq(grads[k])) if pre.clipped[k] else n_pre
-                frac = pre.clipped[k] / grads[k].size
+                n_post = math.sqrt(post_sq[k]) if pre.clipped[k] else n_pre
+                frac = pre.clipped[k] / size
             elif clip_mode == "global":
                 n_post = n_pre * scale
                 frac = 1.0 if scale < 1.0 else 0.0
             else:
                 n_post, frac = n_pre, 0.0
-            d2, p2 = _sq(deltas[k]), _sq(params[k])
+            d2, p2 = delta_sq[k], param_sq[k]
             rows.append(ParamStats(k, n_pre, float(n_post), pre.max_abs[k], frac,
-                                   float(np.sqrt(d2 / p2)) if p2 > 0 else float("inf") if d2 > 0 else 0.0))
+                                   math.sqrt(d2 / p2) if p2 > 0 else float("inf") if d2 > 0 else 0.0))
             tot_pre += n_pre**2
             tot_post += n_post**2
             tot_d += d2
             tot_p += p2
-            tot_clipped += round(frac * grads[k].size)
-            tot_n += grads[k].size
-        total = ParamStats("total", float(np.sqrt(tot_pre)), float(np.sqrt(tot_post)), max(pre.max_abs.values()),
-                           tot_clipped / tot_n, float(np.sqrt(tot_d / tot_p)) if tot_p > 0 else 0.0)
+            tot_clipped += round(frac * size)
+            tot_n += size
+        total = ParamStats("total", math.sqrt(tot_pre), math.sqrt(tot_post), max(pre.max_abs.values()),
+                           tot_clipped / tot_n, math.sqrt(tot_d / tot_p) if tot_p > 0 else 0.0)
         dh = diag.dh_norms.astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             trans = diag.carry_norms / dh
@@ -183,6 +203,11 @@ class History:
         return self.n
 
     def append(self, step: float, value: float) -> None:
+        if self.stride == 1 and self.n < self.capacity:  # not decimating yet: store as it comes
+            self._steps[self.n] = step
+            self._vals[self.n] = value
+            self.n += 1
+            return
         self._acc_step += step
         self._acc_val += value
         self._acc_n += 1

@@ -9,6 +9,10 @@ Clipping modes (applied in place to the gradient dict):
 Update rules: ``adagrad`` (the lecture's), ``sgd``, ``momentum``, ``rmsprop``, ``adam``.
 ``step`` returns the update Δp it applied to each parameter so that the monitor can
 report ‖Δp‖/‖p‖. Switching rule mid-run starts the new rule with fresh state.
+
+When parameters and gradients are :class:`~rnntui.model.Packed` (one flat vector each, as the
+model's are), clipping and the update run once on the flat vectors instead of once per tensor:
+the same arithmetic, element by element, in a handful of NumPy calls.
 """
 
 from __future__ import annotations
@@ -18,25 +22,43 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .config import CLIP_MODES, OPTIMIZERS
+from .model import Packed, packed_pair
+
+
+def _tensors(grads: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The flat vector of packed gradients, else every tensor."""
+    flats = packed_pair(grads)
+    return flats if flats is not None else list(grads.values())
 
 
 def clip_grads(grads: dict[str, np.ndarray], mode: str, c: float) -> float:
     """Clip ``grads`` in place. Returns the global scale applied (1.0 when none was)."""
     if mode == "element":
-        for g in grads.values():
+        for g in _tensors(grads):
             np.clip(g, -c, c, out=g)
         return 1.0
     if mode == "global":
-        total = np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+        tensors = _tensors(grads)
+        total = np.sqrt(sum(float(np.vdot(g, g)) for g in tensors))
         if total > c and np.isfinite(total):
             scale = c / total
-            for g in grads.values():
+            for g in tensors:
                 g *= g.dtype.type(scale)
             return scale
         return 1.0
     if mode == "none":
         return 1.0
     raise ValueError(f"unknown clip mode {mode!r}; known: {', '.join(CLIP_MODES)}")
+
+
+def _like(params: dict[str, np.ndarray], fill: float | None) -> dict[str, np.ndarray]:
+    """Arrays shaped like ``params`` (packed when they are), filled with ``fill`` or left empty."""
+    if isinstance(params, Packed) and params.flat is not None:
+        new = Packed.empty(params.H, params.V, params.flat.dtype)
+        if fill is not None:
+            new.flat[...] = fill
+        return new
+    return {k: (np.full_like(p, fill) if fill is not None else np.empty_like(p)) for k, p in params.items()}
 
 
 class Optimizer(ABC):
@@ -49,21 +71,28 @@ class Optimizer(ABC):
     def __init__(self, params: dict[str, np.ndarray], lr: float):
         self.lr = float(lr)
         self.t = 0
-        self.state = {s: {k: np.zeros_like(p) for k, p in params.items()} for s in self.slots}
-        self._delta = {k: np.empty_like(p) for k, p in params.items()}
+        self.state = {s: _like(params, 0.0) for s in self.slots}
+        self._delta = _like(params, None)
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Update ``params`` in place from ``grads``; return the update Δp of each (reused buffers)."""
         self.t += 1
+        flats = packed_pair(params, grads, self._delta, *self.state.values())
+        if flats is not None:  # everything in one flat vector: one pass of the rule over all of it
+            p, g, d, *state = flats
+            self._update(g, d, p.dtype.type, *state)
+            p += d
+            return self._delta
         for k, p in params.items():
             d = self._delta[k]
-            self._update(k, grads[k], d, p.dtype.type)
+            self._update(grads[k], d, p.dtype.type, *(self.state[s][k] for s in self.slots))
             p += d
         return self._delta
 
     @abstractmethod
-    def _update(self, k: str, g: np.ndarray, d: np.ndarray, f) -> None:
-        """Write the update for parameter ``k`` into ``d``; ``f`` is the parameters' scalar type."""
+    def _update(self, g: np.ndarray, d: np.ndarray, f, *state: np.ndarray) -> None:
+        """Write the update for gradient ``g`` into ``d`` (also usable as scratch), given the state arrays of
+        ``slots`` in order; ``f`` is the parameters' scalar type."""
 
     def state_dict(self) -> dict:
         return {"name": self.name, "t": self.t, "state": self.state}
@@ -82,7 +111,7 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def _update(self, k, g, d, f):
+    def _update(self, g, d, f):
         np.multiply(g, f(-self.lr), out=d)
 
 
@@ -93,8 +122,7 @@ class Momentum(Optimizer):
     slots = ("m",)
     mu = 0.9
 
-    def _update(self, k, g, d, f):
-        m = self.state["m"][k]
+    def _update(self, g, d, f, m):
         m *= f(self.mu)
         m += g
         np.multiply(m, f(-self.lr), out=d)
@@ -106,9 +134,8 @@ class Adagrad(Optimizer):
     name = "adagrad"
     slots = ("mem",)
 
-    def _update(self, k, g, d, f):
-        mem = self.state["mem"][k]
-        mem += g * g
+    def _update(self, g, d, f, mem):
+        mem += np.multiply(g, g, out=d)
         np.add(mem, f(1e-8), out=d)
         np.sqrt(d, out=d)
         np.divide(g, d, out=d)
@@ -122,10 +149,10 @@ class RMSProp(Optimizer):
     slots = ("s",)
     rho = 0.99
 
-    def _update(self, k, g, d, f):
-        s = self.state["s"][k]
+    def _update(self, g, d, f, s):
         s *= f(self.rho)
-        s += f(1 - self.rho) * (g * g)
+        np.multiply(g, g, out=d)
+        s += np.multiply(f(1 - self.rho), d, out=d)
         np.sqrt(s, out=d)
         d += f(1e-8)
         np.divide(g, d, out=d)
@@ -139,12 +166,12 @@ class Adam(Optimizer):
     slots = ("m", "s")
     b1, b2 = 0.9, 0.999
 
-    def _update(self, k, g, d, f):
-        m, s = self.state["m"][k], self.state["s"][k]
+    def _update(self, g, d, f, m, s):
         m *= f(self.b1)
-        m += f(1 - self.b1) * g
+        m += np.multiply(f(1 - self.b1), g, out=d)
         s *= f(self.b2)
-        s += f(1 - self.b2) * (g * g)
+        np.multiply(g, g, out=d)
+        s += np.multiply(f(1 - self.b2), d, out=d)
         # bias corrections folded into the step size and epsilon
         c1 = 1 - self.b1 ** self.t
         c2 = 1 - self.b2 ** self.t

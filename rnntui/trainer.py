@@ -132,7 +132,7 @@ class Trainer:
     """Runs training steps on ``corpus`` with ``config``; see the module docstring."""
 
     def __init__(self, corpus: Corpus, config: TrainConfig | None = None, *, checkpoint_path: str | None = None,
-                 checkpoint_every: int = 0, publish_interval: float = 0.1):
+                 checkpoint_every: int = 0, checkpoint_seconds: float = 0.0, publish_interval: float = 0.1):
         config = (config or TrainConfig()).validated()
         corpus.check_fits(config.seq_length, config.batch_size)
         self.corpus = corpus
@@ -147,6 +147,9 @@ class Trainer:
         self.monitor = Monitor(config.hidden_size, seed=config.seed)
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = int(checkpoint_every)
+        self.checkpoint_seconds = float(checkpoint_seconds)  # periodic saves by time (0: by steps only)
+        self._last_save_time = time.monotonic()
+        self._mid_update = False  # the optimizer is changing the parameters (undone if it raises)
         self.publish_interval = publish_interval
         self.step = 0
         self.chars_seen = 0
@@ -252,17 +255,19 @@ class Trainer:
         pre = self.monitor.pre_clip(grads, hp.clip_mode, hp.clip)
         step = self.step + 1
         if not math.isfinite(loss) or pre.nonfinite:
-            what = f"non-finite gradient in {pre.nonfinite}" if pre.nonfinite else "non-finite loss"
+            what = f"non-finite gradient in {pre.nonfinite}" if pre.nonfinite else "non-finite loss" + _largest(pre)
             return self._diverge(step, what)
         limit = EXPLODED_FACTOR * math.log(max(self.corpus.vocab.size, 2))
         if loss / cfg.seq_length > limit:
             return self._diverge(step, f"loss exploded to {loss / cfg.seq_length:.3g} nats/char "
-                                       f"(> {EXPLODED_FACTOR:g}× ln V = {limit:.3g})")
+                                       f"(> {EXPLODED_FACTOR:g}× ln V = {limit:.3g}){_largest(pre)}")
         scale = clip_grads(grads, hp.clip_mode, hp.clip)
         for k, p in self.model.params.items():  # what the loss of this step was measured on
             np.copyto(self._before_update[k], p)
+        self._mid_update = True
         deltas = self.optimizer.step(self.model.params, grads)
         bad = next((k for k, p in self.model.params.items() if not np.isfinite(p.sum())), None)
+        self._mid_update = False
         if bad:
             self._undo_update()
             return self._diverge(step, f"non-finite parameter {bad} after the update")
@@ -279,7 +284,9 @@ class Trainer:
             self.validate()
         if hp.sample_every and step % hp.sample_every == 0:
             self.sample()
-        if self.checkpoint_every and self.checkpoint_path and step % self.checkpoint_every == 0:
+        if self.checkpoint_path and (
+                (self.checkpoint_every and step % self.checkpoint_every == 0)
+                or (self.checkpoint_seconds and time.monotonic() - self._last_save_time >= self.checkpoint_seconds)):
             self.save()
         return stats
 
@@ -368,6 +375,7 @@ class Trainer:
         if not path:
             self.message = f"step {self.step}: no checkpoint path; start with --checkpoint PATH to save"
             return None
+        self._last_save_time = time.monotonic()  # also after a failure: the next periodic try waits its turn
         try:
             save(path, self)
         except CheckpointError as e:
@@ -416,6 +424,7 @@ class Trainer:
         without a limit.
         """
         self._max_steps = max_steps
+        self._last_save_time = time.monotonic()
         self.state = PAUSED if start_paused else RUNNING
         if self.state == RUNNING:
             self._note("started")
@@ -436,10 +445,10 @@ class Trainer:
                 block = self.state != RUNNING
                 cmd = self._controls.get(timeout=0.05) if block else self._controls.get_nowait()
                 applied = True
-                if not self.apply(cmd):
+                if not self._apply_safely(cmd):
                     break
                 while True:  # drain whatever else is queued
-                    if not self.apply(self._controls.get_nowait()):
+                    if not self._apply_safely(self._controls.get_nowait()):
                         return self._finish(emit)
             except queue.Empty:
                 pass
@@ -455,24 +464,51 @@ class Trainer:
                 try:
                     self.train_step()
                 except Exception as e:  # noqa: BLE001 — shown to the user, training stops
-                    self.state = CRASHED
-                    self.error = "".join(traceback.format_exception(e))
-                    self._note(f"CRASHED: {type(e).__name__}: {e}")
+                    self._crash(e)
                     applied = True
                 t1 = time.monotonic()
                 self.elapsed += t1 - t0
                 self._rate.append((t1, self.chars_seen))
                 if on_step:
-                    on_step(self)
+                    try:
+                        on_step(self)
+                    except Exception as e:  # noqa: BLE001 — a failing observer stops training like a failing step
+                        self._crash(e)
+                        applied = True
             now = time.monotonic()
             if applied or now - last_pub >= self.publish_interval:
                 emit()
                 last_pub = now
         return self._finish(emit)
 
+    def _crash(self, e: BaseException) -> None:
+        """Enter the CRASHED state: keep the error, the parameters of the last whole step, and serve commands."""
+        if self._mid_update:  # the optimizer raised halfway: no tensor may keep half an update
+            self._undo_update()
+            self._mid_update = False
+        self.state = CRASHED
+        self.error = "".join(traceback.format_exception(e))
+        self._note(f"CRASHED: {type(e).__name__}: {e}")
+
+    def _apply_safely(self, command: Command) -> bool:
+        try:
+            return self.apply(command)
+        except Exception as e:  # noqa: BLE001 — a failing command stops training, the thread keeps serving
+            self._crash(e)
+            return not isinstance(command, Stop)  # a Stop still stops, even if its save failed this way
+
     def _finish(self, emit) -> str:
         emit()
         return self.state
+
+
+def _largest(pre) -> str:
+    """``"; largest gradient in w (‖g‖ 3.1e+04)"``: the tensor a divergence message names."""
+    finite = {k: v for k, v in pre.norms.items() if math.isfinite(v)}
+    if not finite:
+        return ""
+    k = max(finite, key=finite.get)
+    return f"; largest gradient in {k} (‖g‖ {finite[k]:.3g})"
 
 
 def _fmt(v) -> str:

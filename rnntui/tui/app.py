@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -69,9 +71,11 @@ class RnnTuiApp(App[int]):
     ]
 
     def __init__(self, trainer, *, max_steps: int | None = None, start_paused: bool = False,
-                 refresh_hz: float = 4.0, plot_every: int = 2):
+                 refresh_hz: float = 4.0, plot_every: int = 2, on_step=None):
         super().__init__()
         self.trainer = trainer
+        self.on_step = on_step  # called by the trainer thread after every step (e.g. --metrics)
+        self.trainer_done = threading.Event()
         self.max_steps = max_steps
         self.start_paused = start_paused
         self.refresh_hz = refresh_hz
@@ -115,11 +119,11 @@ class RnnTuiApp(App[int]):
         self._check_size()
 
     def _install_signal_handlers(self) -> None:
-        """SIGTERM and SIGHUP (a dropped SSH session) stop training and save, like q with a checkpoint."""
+        """SIGTERM, SIGHUP (a dropped SSH session) and SIGINT stop training and save, like q with a checkpoint."""
         if threading.current_thread() is not threading.main_thread():
             return
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None), signal.SIGINT):
             if sig is not None:
                 try:
                     loop.add_signal_handler(sig, self.on_signal, sig)
@@ -137,15 +141,19 @@ class RnnTuiApp(App[int]):
         self._stop(save=True)
 
     def _train(self) -> str:
-        return self.trainer.run(max_steps=self.max_steps, start_paused=self.start_paused, stay_alive=True,
-                                stop_event=self._stop_event)
+        try:
+            return self.trainer.run(max_steps=self.max_steps, start_paused=self.start_paused, stay_alive=True,
+                                    stop_event=self._stop_event, on_step=self.on_step)
+        finally:
+            self.trainer_done.set()
 
-    def on_resize(self) -> None:
-        self._check_size()
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size)  # the event's size: self.size may still be the old one here
 
-    def _check_size(self) -> None:
-        w, h = self.size
-        self.screen.set_class(w < MIN_SIZE[0] or h < MIN_SIZE[1], "-too-small")
+    def _check_size(self, size=None) -> None:
+        w, h = size or self.size
+        # on the main screen, even when a dialog is on top, so closing the dialog shows the right thing
+        self.screen_stack[0].set_class(w < MIN_SIZE[0] or h < MIN_SIZE[1], "-too-small")
 
     # -- the view ----------------------------------------------------------------
     @property
@@ -180,8 +188,10 @@ class RnnTuiApp(App[int]):
             self.notify(f"step {c.step}: {c.text}", severity="error" if alert else "information",
                         timeout=10 if alert else 4)
         msg = snap.message
-        if snap.state in (DIVERGED, CRASHED):
+        if snap.state == DIVERGED:
             msg = f"[$error b]{snap.message}[/] — press h to change settings, space to resume, ctrl+s to save"
+        elif snap.state == CRASHED:
+            msg = f"[$error b]{snap.message}[/] — training stopped; ctrl+s to save, q to quit"
         self.message_line.update(msg)
         self.change_log.update(
             "\n".join(f"[dim]{c.step:>6}[/] {c.text}" for c in reversed(changes[-30:])))
@@ -323,18 +333,57 @@ class RnnTuiApp(App[int]):
         self._stop_event.set()
 
 
-def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True) -> int:
+def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metrics_path: str | None = None,
+            log_every: int = 100) -> int:
     """Run the app on a terminal; returns the process exit code (non-zero when the trainer crashed)."""
-    app = RnnTuiApp(trainer, max_steps=max_steps)
-    app.run(mouse=mouse)
+    from ..headless import MetricsLog
+
+    metrics = MetricsLog(metrics_path, log_every) if metrics_path else None
+    app = RnnTuiApp(trainer, max_steps=max_steps, on_step=metrics)
+    try:
+        app.run(mouse=mouse)
+    finally:
+        code = finish_app(app, trainer)
+        if metrics:
+            metrics.close()
+    return code
+
+
+def finish_app(app: RnnTuiApp, trainer) -> int:
+    """After the app has ended, however it ended: make sure the trainer stopped, nothing unsaved is
+    lost, and say so; returns the exit code. Output errors (the terminal is gone) are ignored."""
+    import tempfile
+
+    app._stop_event.set()
+    if app.worker is not None:
+        app.trainer_done.wait(60)
+    code = app.return_code or 0
+    out: list[str] = []
+    err: list[str] = []
     snap = trainer.latest
     if snap is not None and snap.error:
-        print(snap.error)
-        print(f"rnntui: the trainer crashed: {snap.message}")
-        return 1
-    if trainer.saved_step is not None and trainer.checkpoint_path:
-        print(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})")
-    return app.return_code or 0
+        err += [snap.error, f"rnntui: the trainer crashed: {snap.message}"]
+        code = 1
+    unsaved = trainer.step > 0 and trainer.saved_step != trainer.step
+    failed = False
+    if unsaved and (trainer.checkpoint_path or app._exception is not None):
+        # the save on quit failed (or the app failed before it could ask): try once more, then elsewhere
+        first = trainer.checkpoint_path or app.save_path
+        if trainer.save(first) is None:
+            why, failed = trainer.message, True
+            rescue = str(Path(tempfile.gettempdir()) / f"{Path(first).stem}.rescue-{os.getpid()}.npz")
+            err.append(f"rnntui: error: {why}" + (f"; saved to {rescue} instead" if trainer.save(rescue)
+                                                  else "; the training since the last save is lost"))
+            code = 1
+    if trainer.saved_step is not None and trainer.checkpoint_path and not failed:
+        out.append(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})")
+    for lines, stream in ((out, sys.stdout), (err, sys.stderr)):
+        for line in lines:
+            try:
+                print(line, file=stream, flush=True)
+            except (OSError, ValueError):
+                pass
+    return code
 
 
 __all__ = ["RnnTuiApp", "run_app"]
