@@ -1,7 +1,7 @@
 """rnntui's NumPy trainer against PyTorch on the CPU, side by side in one run; and what it costs besides.
 
-    python -m benchmarks.throughput                      # ≈ 4 minutes: every table below
-    python -m benchmarks.throughput --quick              # ≈ 1 minute, shorter runs
+    python -m benchmarks.throughput                      # ≈ 6 minutes: every table below
+    python -m benchmarks.throughput --quick              # ≈ 2 minutes, shorter runs
     python -m benchmarks.throughput --corpus ../shared/corpora/tinyshakespeare.txt --json bench.json
 
 Throughput, for each (H, T, B): training runs of ``--seconds`` each, interleaved round after
@@ -222,7 +222,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS,
                     help="training text (default sample_data/persuasion.txt)")
-    ap.add_argument("--quick", action="store_true", help="short runs: 0.5 s × 3 rounds, UI 2 s × 2, a 20 MB corpus")
+    ap.add_argument("--quick", action="store_true", help="short runs: 0.5 s × 3 rounds, UI 2 s × 3")
     ap.add_argument("--seconds", type=float, help="length of one run (default 1.6)")
     ap.add_argument("--rounds", type=int, help="runs of each contender (default 5)")
     ap.add_argument("--configs", help="H,T,B triples, e.g. '128,25,32 512,50,64' (default: the three of issue #4)")
@@ -249,11 +249,11 @@ def main(argv=None) -> None:
     print(f"corpus {a.corpus}: {len(corpus):,} chars, V={corpus.vocab.size}")
     results = [bench_config(corpus, str(a.corpus), cfg, seconds, rounds, use_torch, not a.no_f64, policies, print)
                for cfg in configs]
-    ui = None if a.no_ui else ui_in_subprocess(str(a.corpus), 2.0 if a.quick else 4.0, 2 if a.quick else 3)
+    ui = None if a.no_ui else ui_in_subprocess(str(a.corpus), 2.0 if a.quick else 3.0, 3 if a.quick else 5)
     load = steps = None
     if not a.no_memory:
-        load = memory.corpus_load(20 if a.quick else 100, DEFAULT_CORPUS)
-        steps = memory.step_memory(chars=(1_000_000, 20_000_000 if a.quick else 100_000_000))
+        load = memory.corpus_load(100, DEFAULT_CORPUS)
+        steps = memory.step_memory(chars=(1_000_000, 100_000_000))
     info["loadavg_end"] = machine()["loadavg"]
 
     print()

@@ -1,6 +1,6 @@
 """What the terminal app costs the trainer: throughput with the Textual app against without it.
 
-    python -m benchmarks.ui_overhead [--seconds 4] [--rounds 3] [--corpus PATH] [--json PATH]
+    python -m benchmarks.ui_overhead [--seconds 3] [--rounds 5] [--corpus PATH] [--json PATH]
 
 Alternately, round after round, the same configuration (the defaults: H=128, T=25, B=32, Adam,
 sampling and validation every 100 steps) trains for the same number of seconds
@@ -64,7 +64,7 @@ def tui(corpus: Corpus, seconds: float) -> float:
     return asyncio.run(go())
 
 
-def measure(corpus: Corpus, seconds: float = 4.0, rounds: int = 3, progress=None) -> dict:
+def measure(corpus: Corpus, seconds: float = 3.0, rounds: int = 5, progress=None) -> dict:
     rates = {"headless": [], "tui": []}
     runs = {"headless": headless, "tui": tui}
     for r in range(rounds):
@@ -76,20 +76,22 @@ def measure(corpus: Corpus, seconds: float = 4.0, rounds: int = 3, progress=None
             progress(f"ui round {r + 1}/{rounds}: headless {rates['headless'][-1]:,.0f}, tui {rates['tui'][-1]:,.0f}")
     h, t = statistics.median(rates["headless"]), statistics.median(rates["tui"])
     per_round = [1 - b / a for a, b in zip(rates["headless"], rates["tui"], strict=True)]
-    return {"seconds": seconds, "rounds": rounds, "headless": h, "tui": t, "cost": 1 - t / h,
+    # the median of the rounds' costs: each compares two runs next to each other in time
+    return {"seconds": seconds, "rounds": rounds, "headless": h, "tui": t, "cost": statistics.median(per_round),
             "cost_per_round": per_round, "rates": rates}
 
 
 def report(r: dict) -> str:
     return (f"UI overhead (defaults H=128 T=25 B=32, {r['rounds']}×{r['seconds']:g} s each, interleaved): "
-            f"headless {r['headless']:,.0f} chars/s, TUI {r['tui']:,.0f} chars/s → the app costs "
-            f"{100 * r['cost']:.1f}% (per round: {', '.join(f'{100 * c:.1f}%' for c in r['cost_per_round'])})")
+            f"headless {r['headless']:,.0f} chars/s, TUI {r['tui']:,.0f} chars/s (medians) → the app costs "
+            f"{100 * r['cost']:.1f}% (median of the rounds: "
+            f"{', '.join(f'{100 * c:.1f}%' for c in r['cost_per_round'])})")
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=4.0)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)

@@ -178,6 +178,7 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
     if _same_file(o["checkpoint"] or o["resume"], o["metrics"]):
         raise UsageProblem(f"--metrics {o['metrics']} is the checkpoint file; give another path")
     hyper_names = [f for f in HyperParams.__dataclass_fields__]
+    notes: list[str] = []  # shown once the run is sure to start, so a refusal stays one line
     try:
         hyper = HyperParams(**{k: o[k] for k in hyper_names}).validated()
         config = TrainConfig(hidden_size=o["hidden_size"], seq_length=o["seq_length"], batch_size=o["batch_size"],
@@ -185,18 +186,12 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
                              hyper=hyper).validated()
         if o["checkpoint"]:
             check_writable(o["checkpoint"])
-        elif o["resume"] and os.path.isfile(o["resume"]):
-            try:
-                check_writable(o["resume"])
-            except CheckpointError as e:
-                raise UsageProblem(f"{e} (saves go back into --resume {o['resume']}); give --checkpoint NEW.npz "
-                                   "to save elsewhere") from None
         if o["metrics"]:
             _check_metrics(o["metrics"])
         if o["resume"]:
             ckpt = load_checkpoint(o["resume"])
             text = read_text(corpus_path)
-            corpus = _corpus_for_checkpoint(text, ckpt, corpus_path)
+            corpus = _corpus_for_checkpoint(text, ckpt, corpus_path, notes)
             changes = {k: getattr(hyper, k) for k in hyper_names if k in explicit}
             fixed = [k for k in ("hidden_size", "seq_length", "batch_size", "dtype", "init", "val_fraction")
                      if k in explicit and getattr(config, k) != getattr(ckpt.config, k)]
@@ -216,8 +211,8 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
         else:
             corpus = Corpus.load(corpus_path, val_fraction=config.val_fraction)
             if corpus.vocab.size > LARGE_VOCAB:
-                click.echo(f"rnntui: warning: {corpus.vocab.size} distinct characters; the output layer will make "
-                           "training slow (consider a smaller --hidden-size)", err=True)
+                notes.append(f"rnntui: warning: {corpus.vocab.size} distinct characters; the output layer will make "
+                             "training slow (consider a smaller --hidden-size)")
             trainer = Trainer(corpus, config, checkpoint_path=o["checkpoint"],
                               checkpoint_every=every_steps, checkpoint_seconds=every_seconds)
     except (ConfigError, CorpusError, CheckpointError) as e:
@@ -227,6 +222,8 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
                            f"{o['batch_size']} on this corpus; use a smaller --hidden-size or --batch-size") from None
     if o["max_steps"] is not None and trainer.step >= o["max_steps"] and o["resume"]:
         raise UsageProblem(f"the checkpoint is already at step {trainer.step}; give a --max-steps above it")
+    for note in notes:
+        click.echo(note, err=True)
     return trainer
 
 
@@ -251,7 +248,7 @@ def _check_metrics(path: str) -> None:
     os.unlink(tmp)
 
 
-def _corpus_for_checkpoint(text: str, ckpt, path: str) -> Corpus:
+def _corpus_for_checkpoint(text: str, ckpt, path: str, notes: list[str]) -> Corpus:
     """The corpus encoded with the checkpoint's vocabulary, or a clear refusal."""
     vocab = ckpt.vocab
     missing = vocab.missing(text)
@@ -265,8 +262,8 @@ def _corpus_for_checkpoint(text: str, ckpt, path: str) -> Corpus:
             "vocabulary), or start a new run without --resume"
         )
     if used.size < vocab.size:
-        click.echo(f"rnntui: note: the corpus uses {used.size} of the checkpoint's {vocab.size} characters; "
-                   "training continues on the checkpoint's vocabulary", err=True)
+        notes.append(f"rnntui: note: the corpus uses {used.size} of the checkpoint's {vocab.size} characters; "
+                     "training continues on the checkpoint's vocabulary")
     return Corpus.from_text(text, val_fraction=ckpt.config.val_fraction, vocab=vocab, path=path)
 
 

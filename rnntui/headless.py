@@ -11,8 +11,10 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import traceback
+from pathlib import Path
 from typing import TextIO
 
 from .trainer import CRASHED, DIVERGED, RUNNING, Stop, Trainer
@@ -175,24 +177,29 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     why = trainer.message  # saving below replaces trainer.message
     if lost and out is sys.stdout:
         _silence_stdout()
+    saved, where = None, ""
+    if trainer.checkpoint_path:
+        if state in (DIVERGED, CRASHED) or trainer.saved_step != trainer.step:
+            saved, failure = save_or_rescue(trainer)
+            where = _where(saved, failure)
+        else:
+            saved = trainer.checkpoint_path
+    failed = saved != trainer.checkpoint_path  # the configured save did not happen
     if state == DIVERGED:
-        saved = _final_save(trainer)
-        _warn(f"rnntui: training diverged: {why}" + (f"; last finite parameters saved to {saved}" if saved else "")
-              + _not_saved(trainer, saved))
+        _warn(f"rnntui: training diverged: {why}"
+              + (f"; last finite parameters saved to {saved}" if saved and not failed else where))
         return EXIT_FAILED
     if state == CRASHED:
         _warn(trainer.error or "")
-        saved = _final_save(trainer)
-        _warn(f"rnntui: the trainer crashed: {why}" + (f"; checkpoint saved to {saved}" if saved else "")
-              + _not_saved(trainer, saved))
+        _warn(f"rnntui: the trainer crashed: {why}" + (f"; checkpoint saved to {saved}" if saved and not failed
+                                                        else where))
         return EXIT_FAILED
-    saved = _final_save(trainer) if trainer.saved_step != trainer.step else trainer.checkpoint_path
     if lost:
         _warn(f"rnntui: output closed ({lost['why']}): stopped at step {trainer.step}"
-              + (f"; checkpoint saved to {saved}" if saved else "") + _not_saved(trainer, saved))
+              + (f"; checkpoint saved to {saved}" if saved and not failed else where))
         return EXIT_FAILED
-    if trainer.checkpoint_path and not saved:
-        _warn(f"rnntui: error: stopped at step {trainer.step}{_not_saved(trainer, saved)}")
+    if failed:
+        _warn(f"rnntui: error: stopped at step {trainer.step}{where}")
         return EXIT_FAILED
     if trainer.saved_step is not None and trainer.checkpoint_path:
         say(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})")
@@ -201,16 +208,25 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     return EXIT_FAILED if lost else EXIT_OK
 
 
-def _final_save(trainer: Trainer) -> str | None:
-    """Save to the configured checkpoint (None when there is none or the save failed)."""
-    return trainer.save() if trainer.checkpoint_path else None
+def save_or_rescue(trainer: Trainer, path: str | None = None) -> tuple[str | None, str | None]:
+    """Save to ``path`` (default: the trainer's checkpoint); when that fails, to the temporary folder.
 
-
-def _not_saved(trainer: Trainer, saved: str | None) -> str:
-    if not trainer.checkpoint_path or saved:
-        return ""
+    Returns ``(where it was saved or None, why the first save failed or None)``. For the end of a
+    run, when the trainer thread has stopped: whatever can be kept is kept.
+    """
+    path = path or trainer.checkpoint_path
+    if trainer.save(path):
+        return path, None
     last = trainer.changes[-1].text if trainer.changes else ""
-    return f"; {last}" if "NOT saved" in last else "; checkpoint NOT saved"
+    why = last if "NOT saved" in last else f"checkpoint NOT saved to {path}"
+    rescue = str(Path(tempfile.gettempdir()) / f"{Path(path).stem}.rescue-{os.getpid()}.npz")
+    return (rescue if trainer.save(rescue) else None), why
+
+
+def _where(saved: str | None, failure: str | None) -> str:
+    if failure is None:
+        return f"; checkpoint saved to {saved}"
+    return f"; {failure}" + (f"; saved to {saved} instead" if saved else "; the training since the last save is lost")
 
 
 def _warn(text: str) -> None:

@@ -8,24 +8,25 @@ Shapes in the lecture's convention, batch in columns: ``u`` (H, V), ``w`` (H, H)
 ``v`` (V, H), ``bh`` (H, 1), ``by`` (V, 1), a hidden state ``h`` is (H, B).
 
 How a pass is laid out (for speed; README "Performance"). The five parameters are views of one
-flat vector, stacked as the weights of the network's two affine maps (rows = sequences)::
+flat vector (:class:`Packed`), stacked as the weights of the network's two affine maps::
 
     z_t = [h_{t−1}ᵀ 1 x_tᵀ]·Wz      Wz = [wᵀ; b_hᵀ; uᵀ]   (H+1+V, H)
     q_t = [h_tᵀ 1]·Wq               Wq = [vᵀ; b_yᵀ]       (H+1, V)
 
-Inside a pass every row is one (time step, sequence), time-major: row t·B + b of ``hx`` holds
-[h_{t−1} | 1 | x_t] of sequence b. One product with Wz gives z_t for the whole batch (the 1 adds
-b_h, the one-hot x_t picks column x_t of u), and the gradient of all of Wz is one product over
-every step, hxᵀ·dhraw. The output layer, softmax, ∂E/∂v, ∂E/∂b_y and vᵀ·(ŷ − y) also run once
-for all T steps; only the recurrence itself loops over t. The arrays of a pass are kept and
-reused by the next pass of the same shape, and a large batch is split over the CPU cores
-(:mod:`rnntui.parallel`).
+so clipping, the update rules and the monitor work on one vector, and each gradient is written
+straight into its place. Inside a pass the per-step matrices are stored transposed, one row per
+(time step, sequence), time-major: ``hs[t·B + b] = h_t[:, b]``, so every h_t is a contiguous
+(B, H) block. Only the recurrence loops over t; u·x_t + b_h (a gather of columns of u), the
+output layer, softmax, ∂E/∂v, ∂E/∂b_y and vᵀ·(ŷ − y) run once for all T steps, and so do ∂E/∂w
+and [∂E/∂b_h; ∂E/∂u], the latter as one product with the one-hot inputs [1 | x_tᵀ] (cheaper than
+a scatter-add). The arrays of a pass are kept for the next pass of the same shape, and a large
+batch is split into parts that run on the CPU cores at once (:mod:`rnntui.parallel`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, lru_cache, partial
 
 import numpy as np
 
@@ -36,6 +37,14 @@ PARAM_NAMES = ("u", "w", "v", "bh", "by")
 FLAT_ORDER = ("w", "bh", "u", "v", "by")
 #: Work buffers are kept for this many batch shapes (training and validation need two).
 KEEP_SHAPES = 4
+
+
+@lru_cache(maxsize=16)
+def _segment_starts(H: int, V: int) -> np.ndarray:
+    sizes = {"w": H * H, "bh": H, "u": V * H, "v": H * V, "by": V}
+    starts = np.cumsum([0] + [sizes[k] for k in FLAT_ORDER[:-1]])
+    starts.flags.writeable = False
+    return starts
 
 
 class Packed(dict):
@@ -59,10 +68,14 @@ class Packed(dict):
         self.Wq = flat[K * H:].reshape(H + 1, V)
         super().__init__(u=self.Wz[H + 1:].T, w=self.Wz[:H].T, v=self.Wq[:H].T, bh=self.Wz[H:H + 1].T,
                          by=self.Wq[H:].T)
-        self._views = tuple(self.values())
-        sizes = {"w": H * H, "bh": H, "u": V * H, "v": H * V, "by": V}
+        self._intact = True
         #: start of each segment in ``flat``, in FLAT_ORDER (for np.ufunc.reduceat)
-        self.starts = np.cumsum([0] + [sizes[k] for k in FLAT_ORDER[:-1]])
+        self.starts = _segment_starts(H, V)
+
+    @cached_property
+    def flat_segments(self) -> dict[str, np.ndarray]:
+        """Each tensor's segment of ``flat`` (1-D, contiguous), by name."""
+        return self.segments(self._flat)
 
     @classmethod
     def empty(cls, hidden_size: int, vocab_size: int, dtype) -> Packed:
@@ -87,9 +100,7 @@ class Packed(dict):
     @property
     def flat(self) -> np.ndarray | None:
         """The flat vector behind the entries, or None once an entry was replaced."""
-        if len(self) == len(self._views) and all(a is b for a, b in zip(self.values(), self._views, strict=True)):
-            return self._flat
-        return None
+        return self._flat if self._intact else None
 
     def segments(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """``flat`` (a vector in this layout) cut into its five tensors' segments, by name."""
@@ -98,6 +109,22 @@ class Packed(dict):
 
     def __reduce__(self):  # copies and pickles are plain dicts of plain arrays
         return dict, (dict(self),)
+
+
+def _unlinking(name: str):
+    """``dict.<name>``, also marking the Packed as no longer backed by its flat vector."""
+    method = getattr(dict, name)
+
+    def change(self, *args, **kwargs):
+        self._intact = False
+        return method(self, *args, **kwargs)
+
+    change.__name__ = name
+    return change
+
+
+for _name in ("__setitem__", "__delitem__", "__ior__", "update", "pop", "popitem", "setdefault", "clear"):
+    setattr(Packed, _name, _unlinking(_name))
 
 
 def packed_pair(*dicts) -> list[np.ndarray] | None:
@@ -166,8 +193,10 @@ class _Part:
         self.hbuf, self.q = hbuf, q
         self.x1 = np.zeros((N, 1 + V), dtype)
         self.x1[:, 0] = 1
-        self.x_cols: np.ndarray | None = None  # the one-hot columns now set in x1
+        self.x_idx: np.ndarray | None = None  # the inputs now set in x1 (time-major)
+        self.x1_ones: np.ndarray | None = None  # where their ones are, in x1.ravel()
         self.rows = np.arange(N)
+        self.x1_rows = self.rows * (1 + V) + 1  # x1.ravel() index of column 1 (input 0) of every row
         self.ux = np.empty((N, H), dtype)
         self.dy = np.empty((V, N), dtype)
         self.dh = np.empty((N, H), dtype)
@@ -178,12 +207,18 @@ class _Part:
         self.h_at, self.ux_at = blocks(hbuf), blocks(self.ux)
         self.dh_at, self.dhraw_at, self.carry_at = blocks(self.dh), blocks(self.dhraw), blocks(self.carry)
 
+    def target_index(self, targets: np.ndarray) -> np.ndarray:
+        """Where each step's target y_t is in ``q.ravel()`` (and ``dy.ravel()``), from (b, T) targets."""
+        return targets.T.reshape(-1).astype(np.intp) * self.N + self.rows
+
     def set_inputs(self, x_idx: np.ndarray, h0: np.ndarray) -> None:
         """h_0 (H, b) into block 0 of hbuf, and the one-hot x_t of every step into x1."""
-        if self.x_cols is not None:
-            self.x1[self.rows, self.x_cols] = 0
-        self.x_cols = x_idx.astype(np.intp) + 1
-        self.x1[self.rows, self.x_cols] = 1
+        flat = self.x1.reshape(-1)
+        if self.x1_ones is not None:
+            flat[self.x1_ones] = 0
+        self.x_idx = x_idx.astype(np.intp)
+        self.x1_ones = self.x1_rows + self.x_idx
+        flat[self.x1_ones] = 1
         self.hbuf[:self.b] = h0.T
 
 
@@ -312,16 +347,18 @@ class CharRNN:
         """The recurrence over one part: h_1 … h_T into hbuf (h_0 and the inputs are already there)."""
         H = self.H
         # u·x_t for a one-hot x_t is column x_t of u: one gather for all steps, plus b_h.
-        np.take(Wz[H + 1:] + Wz[H], part.x_cols - 1, axis=0, out=part.ux)
+        np.take(Wz[H + 1:] + Wz[H], part.x_idx, axis=0, out=part.ux, mode="clip")
         wT, h_at, ux_at = Wz[:H], part.h_at, part.ux_at
         for t in range(part.T):
             h_t = h_at[t + 1]
-            np.matmul(h_at[t], wT, out=h_t)  # w·h_{t−1}, in rows
+            np.dot(h_at[t], wT, out=h_t)  # w·h_{t−1}, in rows
             np.add(h_t, ux_at[t], out=h_t)
             np.tanh(h_t, out=h_t)  # h_t = tanh(u·x_t + w·h_{t−1} + b_h)
 
-    def _output(self, part: _Part, Wq: np.ndarray, y_idx: np.ndarray) -> float:
+    def _output(self, part: _Part, Wq: np.ndarray, y_at: np.ndarray) -> float:
         """ŷ for every step at once into ``part.q`` (V, T·b), softmax(v·h + b_y); returns Σ −log ŷ[y] over them.
+
+        ``y_at`` is where each step's target is in ``part.q.ravel()``: y·T·b + column.
 
         The loss is taken from the logits (log-sum-exp), not from ŷ: a target whose probability
         underflows to 0 still has a finite loss, so a poor but finite model is not taken for a diverged one.
@@ -330,7 +367,7 @@ class CharRNN:
         q = np.matmul(Wq[:H].T, part.hbuf[part.b:].T, out=part.q)  # q_t = v·h_t
         np.add(q, Wq[H][:, None], out=q)  # + b_y
         np.subtract(q, q.max(axis=0), out=q)
-        q_y = q[y_idx, part.rows]
+        q_y = q.reshape(-1)[y_at]  # the target's logit of every step
         np.exp(q, out=q)
         z = q.sum(axis=0)
         np.divide(q, z, out=q)
@@ -341,7 +378,7 @@ class CharRNN:
         part.set_inputs(inputs[b0:b1].T.reshape(-1), h0[:, b0:b1])
         self._recur(part, W.Wz)
         h_last[:, b0:b1] = part.h_at[part.T].T
-        return self._output(part, W.Wq, targets[b0:b1].T.reshape(-1))
+        return self._output(part, W.Wq, part.target_index(targets[b0:b1]))
 
     def _forward(self, inputs, h0, B: int, T: int) -> tuple[np.ndarray, np.ndarray]:
         """h_0 … h_T as rows, ((T+1)·B, H) with block t = h_tᵀ (a copy), and the inputs time-major (T·B,)."""
@@ -361,29 +398,29 @@ class CharRNN:
         return float(sum(nll) / B), h_last
 
     # -- forward + backward ------------------------------------------------------
-    def _part_grads(self, W: Packed, inputs, targets, h0, grads: Packed, h_last, dh0,
+    def _part_grads(self, W: Packed, w: np.ndarray, inputs, targets, h0, grads: Packed, h_last, dh0,
                     k: int, part: _Part, b0: int, b1: int) -> tuple[float, np.ndarray, np.ndarray]:
         """Forward and BPTT over sequences b0 … b1 of a batch; the gradient of part 0 goes into ``grads``,
-        that of part k > 0 into ``part.grad``.
+        that of part k > 0 into ``part.grad``. ``w`` is the parameter w, C-contiguous (for the products in the loop).
 
         Returns (Σ −log ŷ[y], Σ ‖∂E/∂h_t‖² per step, Σ ‖wᵀ·dhraw_t‖² per step) over these sequences.
         """
         H, b, T, N, B = self.H, part.b, part.T, part.N, len(inputs)
         grad = grads if k == 0 else Packed(part.grad, H, self.V)
         x_idx = inputs[b0:b1].T.reshape(-1)  # (T·b,) time-major: row t·b + j is sequence j at step t
-        y_idx = targets[b0:b1].T.reshape(-1)
+        y_at = part.target_index(targets[b0:b1])  # where ŷ_t[y_t] is in part.q.ravel()
         part.set_inputs(x_idx, h0[:, b0:b1])
         hs = part.hbuf[b:]  # (T·b, H): h_t for every step
         hprev = part.hbuf[:N]  # (T·b, H): h_{t−1} for every step
         Wz, Wq = W.Wz, W.Wq
-        v, w = Wq[:H].T, Wz[:H].T
+        v = Wq[:H].T
         self._recur(part, Wz)
         h_last[:, b0:b1] = part.h_at[T].T
-        nll = self._output(part, Wq, y_idx)  # part.q is now ŷ, (V, T·b)
+        nll = self._output(part, Wq, y_at)  # part.q is now ŷ, (V, T·b)
 
         # eq-3: ∂E/∂q_t = ŷ_t − y_t (divided by B: the loss is averaged over sequences).
         dy = np.multiply(part.q, self.dtype.type(1.0 / B), out=part.dy).T  # (T·b, V)
-        dy[part.rows, y_idx] -= self.dtype.type(1.0 / B)
+        part.dy.reshape(-1)[y_at] -= self.dtype.type(1.0 / B)  # − y_t: at each step's target
         dv = dy.T @ hs  # eq-5: Σ_t (ŷ_t − y_t)·h_tᵀ
         dby = dy.sum(axis=0)
         np.matmul(dy, v, out=part.dh)  # eq-6: vᵀ·(ŷ_t − y_t), for every t at once
@@ -394,7 +431,7 @@ class CharRNN:
             if t < T - 1:
                 np.add(dh_at[t], carry_at[t + 1], out=dh_at[t])  # ∂E/∂h_t = vᵀ·dy_t + what step t+1 sent back
             np.multiply(dhraw_at[t], dh_at[t], out=dhraw_at[t])  # dhraw_t = (1 − h_t²) ⊙ ∂E/∂h_t
-            np.matmul(dhraw_at[t], w, out=carry_at[t])  # eq-12/13: wᵀ·dhraw_t, sent back to h_{t−1}
+            np.dot(dhraw_at[t], w, out=carry_at[t])  # eq-12/13: wᵀ·dhraw_t, sent back to h_{t−1}
         dh0[:, b0:b1] = carry_at[0].T
 
         # eq-9: Σ_t dhraw_t·x_tᵀ (a product with the one-hot rows of x1) and Σ_t dhraw_t (its column of ones):
@@ -418,7 +455,8 @@ class CharRNN:
         W, buf = self._weights(), self._buffers_for(B, T)
         grads = Packed.empty(self.H, self.V, self.dtype)
         h_last, dh0 = np.empty((self.H, B), self.dtype), np.empty((self.H, B), self.dtype)
-        results = self._run_parts(buf, partial(self._part_grads, W, inputs, targets, h0, grads, h_last, dh0))
+        w = np.ascontiguousarray(W["w"])
+        results = self._run_parts(buf, partial(self._part_grads, W, w, inputs, targets, h0, grads, h_last, dh0))
         for part in buf.parts[1:]:
             np.add(grads.flat, part.grad, out=grads.flat)
         nll, dh_sq, carry_sq = (sum(r[i] for r in results) for i in range(3))

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from . import parallel
 from .model import FLAT_ORDER, PARAM_NAMES, StepDiagnostics, packed_pair
 
 SATURATION_LEVEL = 0.99
+#: Activations counted in parallel from this many on (below it the hand-over costs more than it saves).
+PARALLEL_COUNT = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -70,20 +74,38 @@ def _sq(a: np.ndarray) -> float:
 
 
 def _squares(tensors: dict[str, np.ndarray]) -> dict[str, float]:
-    """‖a‖² of each tensor, by name (from its contiguous segment of the flat vector when packed)."""
-    flats = packed_pair(tensors)
-    parts = tensors.segments(flats[0]) if flats is not None else tensors
+    """‖a‖² of each tensor, by name (of its contiguous segment of the flat vector when packed)."""
+    parts = tensors.flat_segments if packed_pair(tensors) is not None else tensors
     return {k: _sq(parts[k]) for k in PARAM_NAMES}
 
 
-def _abs_and_max(grads: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """|g| of each tensor and the largest |g| of each, by name (one pass over the flat vector when packed)."""
-    flats = packed_pair(grads)
-    if flats is None:
+def _grad_figures(grads: dict[str, np.ndarray], count_above: float | None):
+    """max |g|, ‖g‖² and the number of |g| > ``count_above`` (when given) of each tensor, by name."""
+    if packed_pair(grads) is None:
         absg = {k: np.abs(g) for k, g in grads.items()}
-        return absg, {k: float(np.max(a)) for k, a in absg.items()}
-    a = np.abs(flats[0])
-    return grads.segments(a), dict(zip(FLAT_ORDER, np.maximum.reduceat(a, grads.starts).tolist(), strict=True))
+        max_abs = {k: float(np.max(a)) for k, a in absg.items()}
+        counts = {k: int(np.count_nonzero(a > count_above)) if count_above is not None and max_abs[k] > count_above
+                  else 0 for k, a in absg.items()}
+        return max_abs, {k: _sq(g) for k, g in grads.items()}, counts
+    a, starts = np.abs(grads.flat), grads.starts
+    max_abs = dict(zip(FLAT_ORDER, np.maximum.reduceat(a, starts).tolist(), strict=True))
+    counts = dict.fromkeys(FLAT_ORDER, 0)
+    if count_above is not None and max(max_abs.values()) > count_above:
+        counts = dict(zip(FLAT_ORDER, np.add.reduceat(a > count_above, starts, dtype=np.intp).tolist(), strict=True))
+    return max_abs, _squares(grads), counts
+
+
+def _count_saturated(h: np.ndarray) -> int:
+    return int(np.count_nonzero(np.abs(h) > SATURATION_LEVEL))
+
+
+def _saturation(hs: np.ndarray) -> float:
+    """Fraction of |h| > SATURATION_LEVEL. A large batch split over threads (hs of shape (P, …)) is counted
+    part by part at once, on the cores that computed it."""
+    if not hs.size:
+        return 0.0
+    blocks = list(hs) if hs.ndim == 3 and hs.size >= PARALLEL_COUNT else [hs]
+    return sum(parallel.run([partial(_count_saturated, h) for h in blocks])) / hs.size
 
 
 class Monitor:
@@ -96,31 +118,28 @@ class Monitor:
         self.power_iters = power_iters
 
     def pre_clip(self, grads: dict[str, np.ndarray], clip_mode: str, clip: float) -> PreClip:
-        absg, max_abs = _abs_and_max(grads)
-        sq = _squares(grads)
-        norms, clipped = {}, {}
+        max_abs, sq, clipped = _grad_figures(grads, clip if clip_mode == "element" else None)
+        norms = {}
         nonfinite = None
         for k in PARAM_NAMES:
-            m = max_abs[k]
-            if not math.isfinite(m) and nonfinite is None:
+            finite = math.isfinite(max_abs[k])
+            if not finite and nonfinite is None:
                 nonfinite = k
-            norms[k] = math.sqrt(sq[k]) if math.isfinite(m) else float("nan")
-            clipped[k] = int(np.count_nonzero(absg[k] > clip)) if clip_mode == "element" and m > clip else 0
-        return PreClip(norms, {k: max_abs[k] for k in PARAM_NAMES}, clipped, nonfinite)
+            norms[k] = math.sqrt(sq[k]) if finite else float("nan")
+        return PreClip(norms, {k: max_abs[k] for k in PARAM_NAMES}, {k: clipped[k] for k in PARAM_NAMES}, nonfinite)
 
     def sigma_max(self, w: np.ndarray, iters: int | None = None) -> float:
-        """Largest singular value of ``w`` by power iteration on wᵀw, warm-started."""
-        x = self._x
+        """Largest singular value of ``w`` by power iteration on wᵀw, warm-started (in w's precision)."""
+        x = self._x.astype(w.dtype)
         s = 0.0
         for _ in range(iters or self.power_iters):
-            y = w @ x.astype(w.dtype)
-            x = (w.T @ y).astype(np.float64)
+            x = w.T @ (w @ x)
             n = math.sqrt(x @ x)
             if not math.isfinite(n) or n == 0:
                 return n if not math.isfinite(n) else 0.0
             s = math.sqrt(n)
-            x /= n
-        self._x = x
+            x /= x.dtype.type(n)
+        self._x = x.astype(np.float64)
         return float(s)
 
     def measure(self, step: int, pre: PreClip, grads: dict[str, np.ndarray], deltas: dict[str, np.ndarray],
@@ -153,13 +172,13 @@ class Monitor:
             tot_n += size
         total = ParamStats("total", math.sqrt(tot_pre), math.sqrt(tot_post), max(pre.max_abs.values()),
                            tot_clipped / tot_n, math.sqrt(tot_d / tot_p) if tot_p > 0 else 0.0)
-        dh = diag.dh_norms.astype(np.float64)
+        dh = np.asarray(diag.dh_norms, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             trans = diag.carry_norms / dh
-            good = trans[np.isfinite(trans) & (trans > 0)]
-            gmean = float(np.exp(np.mean(np.log(good)))) if good.size else 0.0
-        hs = diag.hs
-        sat = float(np.count_nonzero(np.abs(hs) > SATURATION_LEVEL)) / hs.size if hs.size else 0.0
+            logs = np.log(trans)  # finite exactly where trans is finite and > 0
+        good = logs[np.isfinite(logs)]
+        gmean = math.exp(good.mean()) if good.size else 0.0
+        sat = _saturation(diag.hs)
         return GradStats(step=step, params=tuple(rows), total=total, clip_mode=clip_mode, clip=float(clip),
                          dh_norms=dh, transmission=trans, transmission_gmean=gmean, saturation=sat,
                          sigma_max=self.sigma_max(params["w"]))

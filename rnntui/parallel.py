@@ -6,7 +6,9 @@ ops between them run on one core whatever BLAS does, and on two cores OpenBLAS's
 a 32×128·128×128 product several times slower than one thread does. So during a pass rnntui keeps
 BLAS on one thread and instead splits the batch: each of P threads runs the forward and backward
 pass of B/P whole sequences (all T steps, every product and tanh) and the P gradients are summed.
-Only one hand-over per step, and both cores stay busy through the tanh as well.
+Only one hand-over per step, and both cores stay busy through the tanh as well. How the batch
+is split depends only on its shape, never on which thread runs which part or when, so results
+are the same bit for bit however busy the machine is (checkpoints resume exactly).
 
 The policy is the environment variable ``RNNTUI_THREADS`` (read when a model is created) or the
 ``threads`` argument of :class:`rnntui.model.CharRNN`:
@@ -23,6 +25,7 @@ to ``blas``.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -123,12 +126,25 @@ def _get_pool(workers: int) -> ThreadPoolExecutor:
 
 
 def run(tasks: Sequence[Callable[[], object]]) -> list:
-    """Run ``tasks`` at once: the first in this thread, the others in a shared pool. Their results, in order."""
+    """Run ``tasks`` on this thread and on pool threads at once; their results, in order.
+
+    Every thread takes the next task not yet taken until none is left, so a pool thread that the
+    system schedules late (another program busy on the other core) leaves its share to this
+    thread instead of holding up the step. Which thread runs a task never changes its result.
+    """
     if len(tasks) == 1:
         return [tasks[0]()]
-    futures = [_get_pool(len(tasks) - 1).submit(task) for task in tasks[1:]]
+    results: list = [None] * len(tasks)
+    taken = itertools.count()  # next() of a count is atomic: each task is taken once
+
+    def work():
+        while (i := next(taken)) < len(tasks):
+            results[i] = tasks[i]()
+
+    helpers = [_get_pool(len(tasks) - 1).submit(work) for _ in tasks[1:]]
     try:
-        first = tasks[0]()
+        work()
     finally:
-        rest = [f.result() for f in futures]  # waits for every part, also when the first one failed
-    return [first, *rest]
+        for f in helpers:  # waits for every task, also when one in this thread failed
+            f.result()
+    return results

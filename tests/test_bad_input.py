@@ -448,9 +448,20 @@ def test_resume_into_a_read_only_checkpoint_asks_for_another_path(capsys, work, 
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     rc = run([str(good), "--headless", "--resume", str(made), "--max-steps", "5"])
-    _one_line_error(capsys, rc, "saves go back into --resume", "--checkpoint")
+    _one_line_error(capsys, rc, "saves back into it", "--checkpoint")
     rc = run([str(good), "--headless", "--resume", str(made), "--max-steps", "5", "--checkpoint", str(out / "n.npz")])
     assert rc == 0 and load_checkpoint(out / "n.npz").step == 5
+
+
+def test_notes_do_not_precede_a_refusal(capsys, work, made, tmp_path):
+    """A warning or note is shown only when the run goes ahead: a refusal stays one line."""
+    ck = load_checkpoint(made)
+    subset = tmp_path / "subset.txt"
+    subset.write_text("".join(c for c in ck.vocab.chars if c.isalpha())[:6] * 40, encoding="utf-8")
+    _refuse(capsys, work, ["--resume", str(made), "--hidden-size", "99"], "cannot change", corpus=subset)
+    cjk = tmp_path / "cjk.txt"
+    cjk.write_text("".join(chr(0x4E00 + i) for i in range(1500)), encoding="utf-8")
+    _refuse(capsys, work, ["--batch-size", "500"], "batch size 500", corpus=cjk)
 
 
 def test_messages_name_the_fix(capsys, work):

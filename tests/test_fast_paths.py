@@ -159,6 +159,18 @@ def test_returned_arrays_survive_the_next_pass():
     np.testing.assert_array_equal(diag.dh0, kept[2])
 
 
+def test_saturation_of_a_split_batch_counts_every_part(monkeypatch):
+    from rnntui import monitor
+
+    rng = np.random.default_rng(1)
+    hs = np.tanh(rng.standard_normal((2, 50, 8)) * 3)
+    expected = np.count_nonzero(np.abs(hs) > monitor.SATURATION_LEVEL) / hs.size
+    assert 0 < expected < 1
+    for threshold in (1, 10**9):  # in parallel, and at once
+        monkeypatch.setattr(monitor, "PARALLEL_COUNT", threshold)
+        assert monitor._saturation(hs) == expected
+
+
 def test_thread_policy():
     assert parallel.split(10, 3) == [(0, 3), (3, 6), (6, 10)]
     assert parallel.num_parts("blas", 64, 10**9) == 1
@@ -173,6 +185,21 @@ def test_thread_policy():
     parallel.single_threaded_blas()  # once is enough; again is harmless
     for lib in parallel._blas_controller() or ():
         assert lib.get_num_threads() == 1
+
+
+def test_run_takes_each_task_once_and_keeps_the_order():
+    import threading
+
+    ran = []
+    tasks = [lambda i=i: ran.append((i, threading.get_ident())) or i * i for i in range(7)]
+    assert parallel.run(tasks) == [i * i for i in range(7)]
+    assert sorted(i for i, _ in ran) == list(range(7))
+
+    def boom():
+        raise RuntimeError("part failed")
+
+    with pytest.raises(RuntimeError, match="part failed"):
+        parallel.run([lambda: 1, boom])
 
 
 def test_threads_from_the_environment(monkeypatch):

