@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-every", type=int, default=50, help="steps between metrics lines (default 50)")
     ap.add_argument("--warmup", type=float, default=0.1,
                     help="share of the run before the RSS baseline is taken (default 0.1)")
-    ap.add_argument("--max-growth-mb", type=float, default=30.0,
-                    help="RSS growth after warm-up still counted as flat (default 30 MB)")
+    ap.add_argument("--max-growth-mb", type=float, default=10.0,
+                    help="RSS growth after warm-up still counted as flat (default 10 MB; the leak this benchmark "
+                         "found in Textual's Footer grew it by ~25 MB an hour)")
     ap.add_argument("--out", default=None, help="JSON report (default benchmarks/results/soak-TIME.json)")
     ap.add_argument("rnntui_args", nargs="*", help="extra rnntui options, after --")
     a = ap.parse_args(argv)
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     growth_mb = (last["rss_kb"] - start["rss_kb"]) / 1024
     second_half = samples[len(samples) // 2:]
     slope = slope_mb_per_hour(second_half)
-    flat = growth_mb <= a.max_growth_mb and (top - start["rss_kb"]) / 1024 <= 2 * a.max_growth_mb
+    flat = growth_mb <= a.max_growth_mb and (top - start["rss_kb"]) / 1024 <= 1.5 * a.max_growth_mb
     report = {
         "command": cmd, "minutes": a.minutes, "interval": a.interval, "terminal": f"{width}x{height}",
         "rss_first_mb": samples[0]["rss_kb"] / 1024, "rss_start_mb": start["rss_kb"] / 1024,

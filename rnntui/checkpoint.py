@@ -13,10 +13,12 @@ N steps + save + resume + M steps gives exactly the parameters of N + M steps.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,7 +139,22 @@ def save(path: str | os.PathLike, trainer) -> Path:
             os.close(dfd)
     except OSError:
         pass
+    _remove_stale_temporaries(parent, p.name)
     return p
+
+
+#: A temporary file of ours older than this was left by a process killed mid-save (kill -9, power cut).
+STALE_AFTER = 600.0
+
+
+def _remove_stale_temporaries(parent: Path, name: str) -> None:
+    """Delete what an interrupted save of this checkpoint left behind (recent ones may be another writer's)."""
+    for stale in parent.glob(f".{glob.escape(name)}.*.tmp"):
+        try:
+            if stale.stat().st_mtime < time.time() - STALE_AFTER:
+                stale.unlink()
+        except OSError:
+            pass
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,17 @@ batch is split into parts that run on the CPU cores at once (:mod:`rnntui.parall
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property, lru_cache, partial
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
 
 import numpy as np
 
 from . import parallel
 
 PARAM_NAMES = ("u", "w", "v", "bh", "by")
+#: |h| above this counts as a saturated tanh unit (its gradient 1 − h² < 0.02).
+SATURATION_LEVEL = 0.99
 #: Where each tensor sits in the flat vector, in order: wᵀ, b_hᵀ, uᵀ (= Wz), vᵀ, b_yᵀ (= Wq).
 FLAT_ORDER = ("w", "bh", "u", "v", "by")
 #: Work buffers are kept for this many batch shapes (training and validation need two).
@@ -45,6 +48,14 @@ def _segment_starts(H: int, V: int) -> np.ndarray:
     starts = np.cumsum([0] + [sizes[k] for k in FLAT_ORDER[:-1]])
     starts.flags.writeable = False
     return starts
+
+
+@lru_cache(maxsize=16)
+def _segment_bounds(H: int, V: int) -> tuple[tuple[str, int, int], ...]:
+    """(name, start, end) of each tensor's segment of a packed vector, in FLAT_ORDER."""
+    starts = _segment_starts(H, V).tolist()
+    ends = starts[1:] + [(H + 1 + V) * H + (H + 1) * V]
+    return tuple(zip(FLAT_ORDER, starts, ends, strict=True))
 
 
 class Packed(dict):
@@ -71,11 +82,8 @@ class Packed(dict):
         self._intact = True
         #: start of each segment in ``flat``, in FLAT_ORDER (for np.ufunc.reduceat)
         self.starts = _segment_starts(H, V)
-
-    @cached_property
-    def flat_segments(self) -> dict[str, np.ndarray]:
-        """Each tensor's segment of ``flat`` (1-D, contiguous), by name."""
-        return self.segments(self._flat)
+        #: each tensor's segment of ``flat`` (1-D, contiguous), by name
+        self.flat_segments = self.segments(flat)
 
     @classmethod
     def empty(cls, hidden_size: int, vocab_size: int, dtype) -> Packed:
@@ -104,8 +112,7 @@ class Packed(dict):
 
     def segments(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """``flat`` (a vector in this layout) cut into its five tensors' segments, by name."""
-        ends = list(self.starts[1:]) + [len(flat)]
-        return {k: flat[a:b] for k, a, b in zip(FLAT_ORDER, self.starts, ends, strict=True)}
+        return {k: flat[a:b] for k, a, b in _segment_bounds(self.H, self.V)}
 
     def __reduce__(self):  # copies and pickles are plain dicts of plain arrays
         return dict, (dict(self),)
@@ -149,9 +156,11 @@ class StepDiagnostics:
     ``carry_norms[t]`` ‖wᵀ·dhraw_t‖, the part of the gradient that step t sends back to h_{t−1}
     (``carry_norms[0]`` is ‖∂E/∂h_0‖).
     ``hs`` the tanh activations, one row per (step, sequence): (T·B, H); ``ps`` the softmax
-    outputs, (T·B, V). When the batch was split over P threads, one block per part:
+    outputs, (T·B, V). When the batch was split into P parts, one block per part:
     (P, T·B/P, H) and (P, T·B/P, V). Both are views of the model's work buffers, valid until its
     next pass.
+    ``saturated`` ``(hs, n)``: n activations of that very ``hs`` array have |h| > SATURATION_LEVEL,
+    counted during the pass while they were in the cache (a copy given another ``hs`` counts anew).
     """
 
     dh_norms: np.ndarray
@@ -159,6 +168,7 @@ class StepDiagnostics:
     hs: np.ndarray
     ps: np.ndarray
     dh0: np.ndarray  # (H, B): ∂E/∂h_0
+    saturated: tuple[np.ndarray, int] | None = field(default=None, repr=False, compare=False)
 
 
 def softmax_rows(q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -231,6 +241,7 @@ class _Buffers:
         self.q = np.empty((parts, V, T * b), dtype)
         self.parts = [_Part(self.hbuf[k], self.q[k], H, V, b, T) for k in range(parts)]
         self.bounds = [(k * b, (k + 1) * b) for k in range(parts)]
+        self.pacer = parallel.Pacer(parts)
 
     def hs(self) -> np.ndarray:
         """h_t of every step and sequence: (T·B, H), or (P, T·B/P, H) over P parts."""
@@ -257,6 +268,8 @@ class CharRNN:
     ``chars`` (optional) is the vocabulary, used to turn text into indices and back.
     ``threads`` is how a pass uses the CPU cores: ``"auto"``, a number of parts, or ``"blas"``
     (see :mod:`rnntui.parallel`; default: the ``RNNTUI_THREADS`` environment variable, else auto).
+    A model runs one pass at a time (its work buffers are reused); use a copy (``astype``) to
+    compute on the same weights from another thread.
     """
 
     def __init__(self, vocab_size: int, hidden_size: int, *, seed: int = 0, dtype=np.float32,
@@ -327,7 +340,7 @@ class CharRNN:
     def _buffers_for(self, B: int, T: int) -> _Buffers:
         buf = self._buffers.get((B, T))
         if buf is None or buf.hbuf.dtype != self.dtype:
-            parts = parallel.num_parts(self.threads, B, T * B * self.H * (self.H + self.V))
+            parts = parallel.num_parts(self.threads, B, self.H)
             while B % parts:  # equal parts only
                 parts -= 1
             if len(self._buffers) >= KEEP_SHAPES:
@@ -336,12 +349,19 @@ class CharRNN:
         return buf
 
     def _run_parts(self, buf: _Buffers, task) -> list:
-        """``task(k, part, b0, b1)`` for every part k (sequences b0 … b1) at once (BLAS on one thread)."""
+        """``task(k, part, b0, b1)`` for every part k (sequences b0 … b1), on as many threads as the
+        buffers' pacer chooses (BLAS on one thread)."""
         pairs = enumerate(zip(buf.parts, buf.bounds, strict=True))
         tasks = [partial(task, k, part, b0, b1) for k, (part, (b0, b1)) in pairs]
         if self.threads != "blas":
             parallel.single_threaded_blas()
-        return parallel.run(tasks)
+        if len(tasks) == 1:
+            return [tasks[0]()]
+        threads = buf.pacer.choose()
+        t0 = time.perf_counter()
+        results = parallel.run(tasks, threads)
+        buf.pacer.record(threads, time.perf_counter() - t0)
+        return results
 
     def _recur(self, part: _Part, Wz: np.ndarray) -> None:
         """The recurrence over one part: h_1 … h_T into hbuf (h_0 and the inputs are already there)."""
@@ -399,11 +419,12 @@ class CharRNN:
 
     # -- forward + backward ------------------------------------------------------
     def _part_grads(self, W: Packed, w: np.ndarray, inputs, targets, h0, grads: Packed, h_last, dh0,
-                    k: int, part: _Part, b0: int, b1: int) -> tuple[float, np.ndarray, np.ndarray]:
+                    k: int, part: _Part, b0: int, b1: int) -> tuple[float, np.ndarray, np.ndarray, int]:
         """Forward and BPTT over sequences b0 … b1 of a batch; the gradient of part 0 goes into ``grads``,
         that of part k > 0 into ``part.grad``. ``w`` is the parameter w, C-contiguous (for the products in the loop).
 
-        Returns (Σ −log ŷ[y], Σ ‖∂E/∂h_t‖² per step, Σ ‖wᵀ·dhraw_t‖² per step) over these sequences.
+        Returns (Σ −log ŷ[y], Σ ‖∂E/∂h_t‖² per step, Σ ‖wᵀ·dhraw_t‖² per step, number of saturated h)
+        over these sequences.
         """
         H, b, T, N, B = self.H, part.b, part.T, part.N, len(inputs)
         grad = grads if k == 0 else Packed(part.grad, H, self.V)
@@ -417,6 +438,7 @@ class CharRNN:
         self._recur(part, Wz)
         h_last[:, b0:b1] = part.h_at[T].T
         nll = self._output(part, Wq, y_at)  # part.q is now ŷ, (V, T·b)
+        saturated = np.count_nonzero(np.abs(hs, out=part.dh) > SATURATION_LEVEL)  # for the monitor, while hot
 
         # eq-3: ∂E/∂q_t = ŷ_t − y_t (divided by B: the loss is averaged over sequences).
         dy = np.multiply(part.q, self.dtype.type(1.0 / B), out=part.dy).T  # (T·b, V)
@@ -439,7 +461,7 @@ class CharRNN:
         np.matmul(hprev.T, part.dhraw, out=grad.Wz[:H])  # eq-11: Σ_t dhraw_t·h_{t−1}ᵀ, as ∂E/∂wᵀ
         np.copyto(grad["v"], dv)
         np.copyto(grad["by"][:, 0], dby)
-        return nll, _block_sq(part.dh, T), _block_sq(part.carry, T)
+        return nll, _block_sq(part.dh, T), _block_sq(part.carry, T), saturated
 
     def loss_and_grads(self, inputs, targets, h0=None):
         """One forward pass and backpropagation through time over a (B, T) batch.
@@ -459,9 +481,10 @@ class CharRNN:
         results = self._run_parts(buf, partial(self._part_grads, W, w, inputs, targets, h0, grads, h_last, dh0))
         for part in buf.parts[1:]:
             np.add(grads.flat, part.grad, out=grads.flat)
-        nll, dh_sq, carry_sq = (sum(r[i] for r in results) for i in range(3))
-        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), carry_norms=np.sqrt(carry_sq), hs=buf.hs(), ps=buf.ps(),
-                               dh0=dh0)
+        nll, dh_sq, carry_sq, saturated = (sum(r[i] for r in results) for i in range(4))
+        hs = buf.hs()
+        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), carry_norms=np.sqrt(carry_sq), hs=hs, ps=buf.ps(), dh0=dh0,
+                               saturated=(hs, int(saturated)))
         return float(nll / B), grads, h_last, diag
 
     # -- sampling ----------------------------------------------------------------

@@ -17,9 +17,9 @@ from functools import partial
 import numpy as np
 
 from . import parallel
-from .model import FLAT_ORDER, PARAM_NAMES, StepDiagnostics, packed_pair
+from .model import FLAT_ORDER, PARAM_NAMES, SATURATION_LEVEL, StepDiagnostics, packed_pair
 
-SATURATION_LEVEL = 0.99
+__all__ = ["SATURATION_LEVEL", "GradStats", "History", "Monitor", "ParamStats", "PreClip", "health"]
 #: Activations counted in parallel from this many on (below it the hand-over costs more than it saves).
 PARALLEL_COUNT = 1 << 19
 
@@ -33,7 +33,7 @@ class ParamStats:
     norm_post: float  # ‖g‖ after clipping
     max_abs: float  # max |g| before clipping
     clip_frac: float  # fraction of elements the clip changed
-    update_ratio: float  # ‖Δp‖ / ‖p‖ of the step just taken
+    update_ratio: float  # ‖Δp‖ / ‖p‖ of the step just taken (the larger ‖p‖ of before and after)
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,18 @@ def _sq(a: np.ndarray) -> float:
 
 def _squares(tensors: dict[str, np.ndarray]) -> dict[str, float]:
     """‖a‖² of each tensor, by name (of its contiguous segment of the flat vector when packed)."""
-    parts = tensors.flat_segments if packed_pair(tensors) is not None else tensors
-    return {k: _sq(parts[k]) for k in PARAM_NAMES}
+    if packed_pair(tensors) is None:
+        return {k: _sq(tensors[k]) for k in PARAM_NAMES}
+    return {k: float(np.dot(a, a)) for k, a in tensors.flat_segments.items()}
+
+
+def _transmission(carry_norms: np.ndarray, dh_norms: np.ndarray) -> tuple[np.ndarray, float]:
+    """carry/dh per step (inf or nan where dh is 0, as the division gives) and the geometric mean of
+    its finite positive values (0 if none); in plain floats, T of them are too few for NumPy to pay."""
+    trans = [c / d if d > 0 else (math.inf if c > 0 else math.nan) if d == 0 else math.nan
+             for c, d in zip(carry_norms.tolist(), dh_norms.tolist(), strict=True)]
+    logs = [math.log(t) for t in trans if 0 < t < math.inf]
+    return np.array(trans), math.exp(math.fsum(logs) / len(logs)) if logs else 0.0
 
 
 def _grad_figures(grads: dict[str, np.ndarray], count_above: float | None):
@@ -87,11 +97,14 @@ def _grad_figures(grads: dict[str, np.ndarray], count_above: float | None):
         counts = {k: int(np.count_nonzero(a > count_above)) if count_above is not None and max_abs[k] > count_above
                   else 0 for k, a in absg.items()}
         return max_abs, {k: _sq(g) for k, g in grads.items()}, counts
-    a, starts = np.abs(grads.flat), grads.starts
-    max_abs = dict(zip(FLAT_ORDER, np.maximum.reduceat(a, starts).tolist(), strict=True))
+    g, starts = grads.flat, grads.starts
+    highs, lows = np.maximum.reduceat(g, starts).tolist(), np.minimum.reduceat(g, starts).tolist()
+    max_abs = {k: max(hi, -lo) if hi == hi and lo == lo else math.nan  # NaN stays NaN
+               for k, hi, lo in zip(FLAT_ORDER, highs, lows, strict=True)}
     counts = dict.fromkeys(FLAT_ORDER, 0)
     if count_above is not None and max(max_abs.values()) > count_above:
-        counts = dict(zip(FLAT_ORDER, np.add.reduceat(a > count_above, starts, dtype=np.intp).tolist(), strict=True))
+        above = np.add.reduceat(np.abs(g) > count_above, starts, dtype=np.intp).tolist()
+        counts = {k: n if max_abs[k] > count_above else 0 for k, n in zip(FLAT_ORDER, above, strict=True)}
     return max_abs, _squares(grads), counts
 
 
@@ -133,7 +146,7 @@ class Monitor:
         x = self._x.astype(w.dtype)
         s = 0.0
         for _ in range(iters or self.power_iters):
-            x = w.T @ (w @ x)
+            x = np.dot(w.T, np.dot(w, x))
             n = math.sqrt(x @ x)
             if not math.isfinite(n) or n == 0:
                 return n if not math.isfinite(n) else 0.0
@@ -162,23 +175,24 @@ class Monitor:
             else:
                 n_post, frac = n_pre, 0.0
             d2, p2 = delta_sq[k], param_sq[k]
+            # ‖Δp‖ against the larger of ‖p‖ after and before the step (‖p − Δp‖² = ‖p‖² − 2p·Δp + ‖Δp‖²),
+            # so a step that lands a tensor on exactly 0 gives 1, not ∞
+            pd = float(np.vdot(params[k], deltas[k]))
+            ref = max(p2, p2 - 2 * pd + d2)
             rows.append(ParamStats(k, n_pre, float(n_post), pre.max_abs[k], frac,
-                                   math.sqrt(d2 / p2) if p2 > 0 else float("inf") if d2 > 0 else 0.0))
+                                   math.sqrt(d2 / ref) if ref > 0 else 0.0))
             tot_pre += n_pre**2
             tot_post += n_post**2
             tot_d += d2
-            tot_p += p2
+            tot_p += ref
             tot_clipped += round(frac * size)
             tot_n += size
         total = ParamStats("total", math.sqrt(tot_pre), math.sqrt(tot_post), max(pre.max_abs.values()),
                            tot_clipped / tot_n, math.sqrt(tot_d / tot_p) if tot_p > 0 else 0.0)
         dh = np.asarray(diag.dh_norms, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            trans = diag.carry_norms / dh
-            logs = np.log(trans)  # finite exactly where trans is finite and > 0
-        good = logs[np.isfinite(logs)]
-        gmean = math.exp(good.mean()) if good.size else 0.0
-        sat = _saturation(diag.hs)
+        trans, gmean = _transmission(np.asarray(diag.carry_norms, dtype=np.float64), dh)
+        counted = diag.saturated
+        sat = counted[1] / diag.hs.size if counted is not None and counted[0] is diag.hs else _saturation(diag.hs)
         return GradStats(step=step, params=tuple(rows), total=total, clip_mode=clip_mode, clip=float(clip),
                          dh_norms=dh, transmission=trans, transmission_gmean=gmean, saturation=sat,
                          sigma_max=self.sigma_max(params["w"]))

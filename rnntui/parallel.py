@@ -1,26 +1,33 @@
-"""How one training step uses the CPU cores: the batch split over threads, BLAS single-threaded in each.
+"""How one training step uses the CPU cores: the batch split into parts, BLAS single-threaded in each.
 
 NumPy's BLAS (OpenBLAS) spreads a matrix product over its threads when the product is large
 enough. The products of one RNN time step (B×H by H×H) are small, the tanh and the elementwise
 ops between them run on one core whatever BLAS does, and on two cores OpenBLAS's threading makes
-a 32×128·128×128 product several times slower than one thread does. So during a pass rnntui keeps
-BLAS on one thread and instead splits the batch: each of P threads runs the forward and backward
-pass of B/P whole sequences (all T steps, every product and tanh) and the P gradients are summed.
-Only one hand-over per step, and both cores stay busy through the tanh as well. How the batch
-is split depends only on its shape, never on which thread runs which part or when, so results
-are the same bit for bit however busy the machine is (checkpoints resume exactly).
+a 32×128·128×128 product several times slower than one thread does (on a machine whose other
+core is busy, hundreds of times). So rnntui keeps BLAS on one thread and can instead split a
+large batch: each part is the forward and backward pass of B/P whole sequences (all T steps,
+every product and tanh), and the P gradients are summed.
+
+How the batch is split depends only on its shape, so results are the same bit for bit however
+the parts are run (checkpoints resume exactly). How they are run is chosen as training goes by
+a :class:`Pacer`: at once on the cores, or one after the other on the training thread — whichever
+took less time lately, trying the other now and then. On an idle machine the cores win; when
+other programs keep them busy, a helper thread is often descheduled (or preempted holding the
+GIL) and the step waits for it, and one thread is faster.
 
 The policy is the environment variable ``RNNTUI_THREADS`` (read when a model is created) or the
 ``threads`` argument of :class:`rnntui.model.CharRNN`:
 
-``auto`` (default)  split a batch into up to as many parts as there are cores, when each part gets
-                    at least :data:`MIN_PART_ROWS` sequences; BLAS single-threaded during a pass
-a number ``P``      split into up to P parts (``1``: no split), BLAS single-threaded during a pass
+``auto`` (default)  split a batch into up to as many parts as there are cores when each part still
+                    gets large products (≥ :data:`MIN_PART_ROWS` sequences and ≥ :data:`MIN_PART_PRODUCT`
+                    multiply-adds per time step): smaller ones lose more to per-call overhead
+                    and the GIL than a second core gains
+a number ``P``      split into up to P parts (``1``: never split)
 ``blas``            no split and no change to BLAS threading (NumPy's default behaviour)
 
-BLAS is put on one thread for the whole process by the first pass (see :func:`single_threaded_blas`).
-Without the ``threadpoolctl`` package BLAS threading cannot be changed, and ``auto`` falls back
-to ``blas``.
+BLAS is put on one thread for the whole process by the first pass (see :func:`single_threaded_blas`),
+except under ``blas``. Without the ``threadpoolctl`` package BLAS threading cannot be changed, and
+every policy falls back to ``blas``.
 """
 
 from __future__ import annotations
@@ -31,10 +38,10 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-#: A part gets at least this many sequences: smaller products gain too little to pay for the hand-over.
-MIN_PART_ROWS = 8
-#: ... and at least this many multiply-adds per step (T·B·H·(H+V)); below it one thread is faster.
-MIN_SPLIT_WORK = 4_000_000
+#: ``auto`` gives a part at least this many sequences (fewer rows: the products lose efficiency) ...
+MIN_PART_ROWS = 32
+#: ... and at least this many multiply-adds in each time step's product (part rows × H × H).
+MIN_PART_PRODUCT = 1 << 21
 
 ENV = "RNNTUI_THREADS"
 
@@ -62,20 +69,16 @@ def parse_policy(value: str | int | None) -> str | int:
     return n if _blas_controller() is not None else "blas"
 
 
-def num_parts(policy: str | int, batch_size: int, work: int) -> int:
-    """How many parts to split a batch of ``batch_size`` into (each part gets B // P or B // P + 1 rows)."""
+def num_parts(policy: str | int, batch_size: int, hidden_size: int) -> int:
+    """How many parts to split a batch of ``batch_size`` sequences into (a function of the shape only)."""
     if policy == "blas":
         return 1
-    limit = cpu_count() if policy == "auto" else int(policy)
-    if policy == "auto" and work < MIN_SPLIT_WORK:
-        return 1
-    return max(1, min(limit, batch_size // MIN_PART_ROWS if policy == "auto" else batch_size))
-
-
-def split(batch_size: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous ranges ``(b0, b1)`` covering 0 … batch_size, as equal as possible."""
-    edges = [batch_size * i // parts for i in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    if policy != "auto":
+        return max(1, min(int(policy), batch_size))
+    parts = min(cpu_count(), batch_size // MIN_PART_ROWS)
+    while parts > 1 and (batch_size // parts) * hidden_size * hidden_size < MIN_PART_PRODUCT:
+        parts -= 1
+    return max(1, parts)
 
 
 # -- BLAS threads ------------------------------------------------------------------
@@ -125,15 +128,17 @@ def _get_pool(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def run(tasks: Sequence[Callable[[], object]]) -> list:
-    """Run ``tasks`` on this thread and on pool threads at once; their results, in order.
+def run(tasks: Sequence[Callable[[], object]], threads: int | None = None) -> list:
+    """Run ``tasks`` on up to ``threads`` threads (this one and pool threads; default one per task); their
+    results, in order.
 
     Every thread takes the next task not yet taken until none is left, so a pool thread that the
-    system schedules late (another program busy on the other core) leaves its share to this
-    thread instead of holding up the step. Which thread runs a task never changes its result.
+    system schedules late leaves its share to this thread instead of holding up the step. Which
+    thread runs a task never changes its result.
     """
-    if len(tasks) == 1:
-        return [tasks[0]()]
+    threads = len(tasks) if threads is None else min(threads, len(tasks))
+    if threads <= 1:
+        return [task() for task in tasks]
     results: list = [None] * len(tasks)
     taken = itertools.count()  # next() of a count is atomic: each task is taken once
 
@@ -141,10 +146,43 @@ def run(tasks: Sequence[Callable[[], object]]) -> list:
         while (i := next(taken)) < len(tasks):
             results[i] = tasks[i]()
 
-    helpers = [_get_pool(len(tasks) - 1).submit(work) for _ in tasks[1:]]
+    helpers = [_get_pool(threads - 1).submit(work) for _ in range(threads - 1)]
     try:
         work()
     finally:
         for f in helpers:  # waits for every task, also when one in this thread failed
             f.result()
     return results
+
+
+class Pacer:
+    """Chooses how many threads run the parts of one batch shape: the faster way lately.
+
+    Both ways are timed (an exponential average of the seconds per pass); the slower one is
+    tried again every :attr:`explore_every` passes, so a change in the machine's load is noticed.
+    """
+
+    explore_every = 40
+
+    def __init__(self, parts: int):
+        self.options = (parts, 1)
+        self.seconds: dict[int, float | None] = dict.fromkeys(self.options)
+        self.passes = 0
+        self._warm = False  # the first pass of a shape also fills new buffers: not timed
+
+    def choose(self) -> int:
+        self.passes += 1
+        for n in self.options:
+            if self.seconds[n] is None:
+                return n
+        best, other = sorted(self.options, key=self.seconds.__getitem__)
+        return other if self.passes % self.explore_every == 0 else best
+
+    def record(self, threads: int, seconds: float) -> None:
+        if not self._warm:
+            self._warm = True
+            self.passes = 0
+            return
+        if threads in self.seconds:
+            old = self.seconds[threads]
+            self.seconds[threads] = seconds if old is None else 0.7 * old + 0.3 * seconds

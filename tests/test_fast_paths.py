@@ -107,6 +107,19 @@ def test_monitor_on_packed_equals_on_plain_dicts(mode):
             assert getattr(pa, f) == pytest.approx(getattr(pb, f), rel=1e-12), (pa.name, f)
 
 
+def test_pre_clip_on_packed_finds_non_finite_tensors():
+    grads, plain = _pair(4)
+    for g in (grads, plain):
+        g["v"][1, 1] = np.nan
+        g["by"][0, 0] = -np.inf
+    pre_p, pre_d = Monitor(5).pre_clip(grads, "element", 0.5), Monitor(5).pre_clip(plain, "element", 0.5)
+    assert pre_p.nonfinite == pre_d.nonfinite == "v"
+    assert pre_p.clipped == pre_d.clipped and sum(pre_p.clipped.values()) > 0
+    for k in PARAM_NAMES:
+        a, b = pre_p.max_abs[k], pre_d.max_abs[k]
+        assert a == b or (np.isnan(a) and np.isnan(b)), k
+
+
 # -- the batch split and the reused buffers -------------------------------------------------------------------
 
 
@@ -132,6 +145,39 @@ def test_split_batch_equals_one_part(B, threads):
     assert split.loss(x, y, h0)[0] == pytest.approx(one.loss(x, y, h0)[0], rel=1e-13)
 
 
+def test_parts_give_the_same_bits_on_one_thread_or_several():
+    """How the parts run (the pacer's choice) must not change a single bit: checkpoints resume exactly."""
+    model, x, y, h0 = gradcheck.random_problem(vocab_size=9, hidden_size=7, batch_size=6, seq_length=5, seed=3)
+    model.threads = 3
+    buf = model._buffers_for(6, 5)
+    runs = []
+    for threads in (1, 3, 2):
+        buf.pacer.choose = lambda n=threads: n
+        loss, grads, h_last, diag = model.loss_and_grads(x, y, h0)
+        runs.append((loss, grads.flat.copy(), h_last, diag.dh_norms, diag.carry_norms, diag.dh0))
+    for other in runs[1:]:
+        assert other[0] == runs[0][0]
+        for a, b in zip(other[1:], runs[0][1:], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_pacer_keeps_the_faster_way_and_tries_the_other_now_and_then():
+    pacer = parallel.Pacer(2)
+    chosen = []
+    for _ in range(200):
+        n = pacer.choose()
+        chosen.append(n)
+        pacer.record(n, 1.0 if n == 2 else 3.0)  # the cores are faster here
+    assert chosen[:3] == [2, 2, 1]  # the first pass warms up (untimed), then each way is timed once
+    assert chosen.count(1) <= 1 + 200 // pacer.explore_every
+    late = []
+    for _ in range(200):
+        n = pacer.choose()
+        late.append(n)
+        pacer.record(n, 5.0 if n == 2 else 3.0)  # now they are busy: one thread is faster
+    assert late[-pacer.explore_every:].count(1) == pacer.explore_every - 1
+
+
 def test_reused_buffers_give_what_a_fresh_model_gives():
     model, x, y, h0 = gradcheck.random_problem(vocab_size=6, hidden_size=5, batch_size=3, seq_length=4, seed=4)
     rng = np.random.default_rng(0)
@@ -145,6 +191,30 @@ def test_reused_buffers_give_what_a_fresh_model_gives():
         for k in PARAM_NAMES:
             np.testing.assert_array_equal(grads[k], ref[1][k])
     assert len(model._buffers) == 1
+
+
+def test_saturation_counted_in_the_pass_is_the_monitors_figure():
+    from rnntui.model import SATURATION_LEVEL
+    from rnntui.monitor import _saturation
+
+    model, x, y, h0 = gradcheck.random_problem(seed=6)
+    model.params["w"][...] *= 8  # many saturated units
+    _, _, _, diag = model.loss_and_grads(x, y, h0)
+    hs, n = diag.saturated
+    assert hs is diag.hs and n == np.count_nonzero(np.abs(diag.hs) > SATURATION_LEVEL) > 0
+    assert _saturation(diag.hs) == n / diag.hs.size
+
+
+def test_transmission_in_plain_floats_is_numpys_division():
+    from rnntui.monitor import _transmission
+
+    carry = np.array([0.5, 0.0, 2.0, np.nan, 3.0, 1.0, 0.0])
+    dh = np.array([1.0, 0.0, 0.0, 1.0, np.inf, np.nan, 2.0])
+    trans, gmean = _transmission(carry, dh)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.testing.assert_array_equal(trans, carry / dh)
+    assert gmean == pytest.approx(0.5)  # 0.5 is the only finite value above 0
+    assert _transmission(np.zeros(3), np.ones(3))[1] == 0.0
 
 
 def test_returned_arrays_survive_the_next_pass():
@@ -172,11 +242,11 @@ def test_saturation_of_a_split_batch_counts_every_part(monkeypatch):
 
 
 def test_thread_policy():
-    assert parallel.split(10, 3) == [(0, 3), (3, 6), (6, 10)]
-    assert parallel.num_parts("blas", 64, 10**9) == 1
-    assert parallel.num_parts(1, 64, 10**9) == 1
-    assert parallel.num_parts("auto", 64, 10) == 1  # too little work to pay for the hand-over
-    assert parallel.num_parts("auto", 4, 10**9) == 1  # too few sequences
+    assert parallel.num_parts("blas", 64, 512) == 1
+    assert parallel.num_parts(1, 64, 512) == 1
+    assert parallel.num_parts("auto", 64, 128) == 1  # small products: one part
+    assert parallel.num_parts("auto", 32, 512) == 1  # too few sequences for two parts
+    assert parallel.num_parts("auto", 64, 512) == min(2, parallel.cpu_count())
     assert parallel.num_parts(3, 2, 0) == 2
     for bad in ("many", "0", -1):
         with pytest.raises(ValueError, match="threads"):

@@ -1,7 +1,7 @@
 """RnnTuiApp: lays out the panels, binds the keys and runs the trainer in a worker thread.
 
 The app is a view: a timer reads the trainer's latest immutable snapshot and redraws
-(numbers at 4 Hz, plots at 2 Hz, only when a new snapshot arrived); keys become
+(numbers and plots at 2 Hz, only when a new snapshot arrived); keys become
 commands on the trainer's control channel, applied between steps.
 """
 
@@ -19,7 +19,8 @@ from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Static
+from textual.markup import escape
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
@@ -27,6 +28,7 @@ from .screens.confirm import ConfirmQuit
 from .screens.derivation import DerivationScreen
 from .screens.help import HelpScreen
 from .screens.hyperparams import HyperparamsScreen
+from .widgets.footer import TidyFooter
 from .widgets.gradients import GradientPanel
 from .widgets.loss_plot import LossPlot
 from .widgets.samples import SamplePanel
@@ -71,7 +73,7 @@ class RnnTuiApp(App[int]):
     ]
 
     def __init__(self, trainer, *, max_steps: int | None = None, start_paused: bool = False,
-                 refresh_hz: float = 4.0, plot_every: int = 2, on_step=None):
+                 refresh_hz: float = 2.0, plot_every: int = 1, on_step=None):
         super().__init__()
         self.trainer = trainer
         self.on_step = on_step  # called by the trainer thread after every step (e.g. --metrics)
@@ -83,6 +85,7 @@ class RnnTuiApp(App[int]):
         self._stop_event = threading.Event()
         self._seen_version = -1
         self._seen_changes = 0
+        self._shown_log: tuple | None = None
         self._ticks = 0
         self._quitting = False
         self._signal: int | None = None
@@ -101,7 +104,7 @@ class RnnTuiApp(App[int]):
         yield Static(f"terminal too small: rnntui needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
         yield Static(id="message")
         yield StatusBar(id="status")
-        yield Footer(show_command_palette=False)
+        yield TidyFooter(show_command_palette=False)  # Textual's Footer leaks its keys
 
     def on_mount(self) -> None:
         # keep the main screen's widgets: a dialog on top must not hide them from the timer
@@ -187,14 +190,18 @@ class RnnTuiApp(App[int]):
             alert = any(w in c.text for w in ALERT_WORDS)
             self.notify(f"step {c.step}: {c.text}", severity="error" if alert else "information",
                         timeout=10 if alert else 4)
-        msg = snap.message
+        msg = escape(snap.message)
         if snap.state == DIVERGED:
-            msg = f"[$error b]{snap.message}[/] — press h to change settings, space to resume, ctrl+s to save"
+            msg = f"[$error b]{msg}[/] — press h to change settings, space to resume, ctrl+s to save"
         elif snap.state == CRASHED:
-            msg = f"[$error b]{snap.message}[/] — training stopped; ctrl+s to save, q to quit"
+            msg = f"[$error b]{msg}[/] — training stopped; ctrl+s to save, q to quit"
+        shown = (msg, len(changes), changes[-1] if changes else None)
+        if shown == self._shown_log:  # nothing new: skip the markup parsing and relayout
+            return
+        self._shown_log = shown
         self.message_line.update(msg)
         self.change_log.update(
-            "\n".join(f"[dim]{c.step:>6}[/] {c.text}" for c in reversed(changes[-30:])))
+            "\n".join(f"[dim]{c.step:>6}[/] {escape(c.text)}" for c in reversed(changes[-30:])))
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
         """Every key's action, findable by name in the command palette (ctrl+p)."""

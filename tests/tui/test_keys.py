@@ -36,7 +36,7 @@ async def test_pause_and_resume_change_whether_steps_advance():
         paused_at = snap(app).step
         await pilot.pause(0.3)
         assert snap(app).step == paused_at
-        assert "PAUSED" in str(app.query_one("#status").render())
+        await wait_for(pilot, lambda: "PAUSED" in str(app.query_one("#status").render()), what="status")
 
 
 @pytest.mark.parametrize("key,factor", [("plus", 2.0), ("minus", 0.5)])
@@ -231,7 +231,7 @@ async def test_diverging_run_ends_diverged_with_visible_message():
     app = RnnTuiApp(make_trainer(lr=1000.0, optimizer="sgd", clip_mode="none"), start_paused=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "diverged", what="divergence")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: "DIVERGED" in str(app.query_one("#message").render()), what="message")
         message = str(app.query_one("#message").render())
         assert "DIVERGED" in message and "step" in message
         assert "DIVERGED" in str(app.query_one("#status").render())
@@ -256,7 +256,7 @@ async def test_crash_in_trainer_is_shown_and_exit_code_is_nonzero(monkeypatch):
     app = RnnTuiApp(trainer, start_paused=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "crashed", what="crash")
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: "injected failure" in str(app.query_one("#message").render()), what="message")
         assert "injected failure" in str(app.query_one("#message").render())
         await pilot.press("q")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
