@@ -24,6 +24,7 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
+from .leaks import release_render_caches
 from .screens.confirm import ConfirmQuit
 from .screens.derivation import DerivationScreen
 from .screens.help import HelpScreen
@@ -119,6 +120,7 @@ class RnnTuiApp(App[int]):
         self.worker = self.run_worker(self._train, thread=True, name="trainer", exit_on_error=False)
         self._install_signal_handlers()
         self.set_interval(1.0 / self.refresh_hz, self.tick)
+        self.set_interval(30.0, release_render_caches)  # a Textual cache would keep dead widgets' lines
         self._check_size()
 
     def _install_signal_handlers(self) -> None:
