@@ -1,12 +1,12 @@
 """Soak: the live app trains for a long time under tmux; memory must stay flat and no figure may turn NaN.
 
 Starts the real ``rnntui CORPUS`` in a detached tmux session (80×24 unless told otherwise) with
-``--metrics`` and ``--checkpoint``, and every ``--interval`` seconds samples the process's resident
-memory (VmRSS from /proc/PID/status), the newest metrics line and whether the screen still shows
-the status bar. Every few minutes it presses keys a user would (sample now, log scale, help and
-back) so those paths run too. At the end it quits with ``q`` (which saves), and reports RSS at the
-start (after a warm-up), at the end and at its maximum, the growth rate over the second half, the
-steps trained and whether any figure became NaN or infinite.
+``--metrics`` and ``--checkpoint``, and every ``--interval`` seconds samples the resident memory of
+the app and of its training process, summed (VmRSS from /proc/PID/status), the newest metrics line
+and whether the screen still shows the status bar. Every few minutes it presses keys a user would
+(sample now, log scale, help and back) so those paths run too. At the end it quits with ``q`` (which
+saves), and reports RSS at the start (after a warm-up), at the end and at its maximum, the growth
+rate over the second half, the steps trained and whether any figure became NaN or infinite.
 
     python -m benchmarks.soak                     # 30 minutes on sample_data/persuasion.txt
     python -m benchmarks.soak --minutes 5 --interval 5
@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         next_keys = t0 + 120
         while time.monotonic() < end:
             time.sleep(min(a.interval, max(0.0, end - time.monotonic())))
-            rss = rss_kb(pid)
+            app_rss = rss_kb(pid)
+            trainer_pid = child_of(pid)  # the training process (rnntui.process)
+            trainer_rss = rss_kb(trainer_pid) if trainer_pid else None
+            rss = None if app_rss is None else app_rss + (trainer_rss or 0)
             if rss is None:
                 print("soak: rnntui ended early:\n" + tmux("capture-pane", "-p", "-t", "soak"), file=sys.stderr)
                 ended_early = True
@@ -166,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
             screen = tmux("capture-pane", "-p", "-t", "soak")
             shows_status = any(w in screen for w in ("RUNNING", "PAUSED", "FINISHED"))
             screen_ok &= shows_status
-            s = {"t": round(time.monotonic() - t0, 1), "rss_kb": rss, "step": rec.get("step"),
+            s = {"t": round(time.monotonic() - t0, 1), "rss_kb": rss, "app_kb": app_rss, "trainer_kb": trainer_rss,
+                 "step": rec.get("step"),
                  "loss_ema": rec.get("loss_ema"), "val_loss": rec.get("val_loss"), "status_bar": shows_status}
             samples.append(s)
-            print(f"  {s['t']:7.0f} s  RSS {rss / 1024:7.1f} MB  step {s['step']}  loss_ema {s['loss_ema']}"
+            print(f"  {s['t']:7.0f} s  RSS {rss / 1024:7.1f} MB (app {app_rss / 1024:.1f} + trainer "
+                  f"{(trainer_rss or 0) / 1024:.1f})  step {s['step']}  loss_ema {s['loss_ema']}"
                   + ("" if shows_status else "  (no status bar on screen!)"), flush=True)
             if time.monotonic() > next_keys:  # what a user does now and then
                 for keys in (["s"], ["l"], ["?"], ["Escape"], ["l"]):  # tmux key names, not Textual's
@@ -184,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tmux("kill-server")
         if pid is not None and rss_kb(pid) is not None:
+            trainer_pid = child_of(pid)
             os.kill(pid, signal.SIGKILL)
+            if trainer_pid and rss_kb(trainer_pid) is not None:
+                os.kill(trainer_pid, signal.SIGKILL)
 
     if not samples:
         print("soak: no samples", file=sys.stderr)

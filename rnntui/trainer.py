@@ -117,6 +117,7 @@ class Snapshot:
     saved_step: int | None = None
     vocab_size: int = 0
     corpus_path: str = ""
+    time: float = 0.0  # time.monotonic() when published (one clock for every process on the machine)
 
 
 HISTORY_NAMES = ("loss", "loss_ema", "val_loss", "lr", "sigma_max", "saturation", "transmission") + tuple(
@@ -402,7 +403,7 @@ class Trainer:
             history={k: h.arrays() for k, h in self.history.items()}, samples=tuple(self.samples),
             changes=tuple(self.changes), message=self.message, error=self.error,
             checkpoint_path=self.checkpoint_path, saved_step=self.saved_step, vocab_size=self.corpus.vocab.size,
-            corpus_path=self.corpus.path,
+            corpus_path=self.corpus.path, time=time.monotonic(),
         )
 
     def publish(self) -> Snapshot:

@@ -74,7 +74,7 @@ class RnnTuiApp(App[int]):
     ]
 
     def __init__(self, trainer, *, max_steps: int | None = None, start_paused: bool = False,
-                 refresh_hz: float = 2.0, plot_every: int = 1, on_step=None):
+                 refresh_hz: float = 2.0, plot_every: int = 2, on_step=None):
         super().__init__()
         self.trainer = trainer
         self.on_step = on_step  # called by the trainer thread after every step (e.g. --metrics)
@@ -172,13 +172,14 @@ class RnnTuiApp(App[int]):
         if snap is None or (snap.version == self._seen_version and not force):
             return
         self._seen_version = snap.version
-        self.status_bar.show(snap)
-        self.grad_panel.show(snap)
-        self.time_panel.show(snap)
-        self.sample_panel.show(snap)
-        if force or self._ticks % self.plot_every == 0 or snap.state != RUNNING:
-            self.loss_plot.show(snap)
-        self._show_changes(snap)
+        with self.batch_update():  # one screen update for all panels, not one per panel
+            self.status_bar.show(snap)
+            self.grad_panel.show(snap)
+            self.time_panel.show(snap)
+            self.sample_panel.show(snap)
+            if force or self._ticks % self.plot_every == 0 or snap.state != RUNNING:
+                self.loss_plot.show(snap)
+            self._show_changes(snap)
 
     def _show_changes(self, snap: Snapshot) -> None:
         changes = snap.changes
@@ -196,14 +197,15 @@ class RnnTuiApp(App[int]):
         if snap.state == DIVERGED:
             msg = f"[$error b]{msg}[/] — press h to change settings, space to resume, ctrl+s to save"
         elif snap.state == CRASHED:
-            msg = f"[$error b]{msg}[/] — training stopped; ctrl+s to save, q to quit"
+            alive = self.worker is not None and self.worker.state == WorkerState.RUNNING
+            msg = f"[$error b]{msg}[/] — training stopped; " + ("ctrl+s to save, q to quit" if alive else "q to quit")
         shown = (msg, len(changes), changes[-1] if changes else None)
         if shown == self._shown_log:  # nothing new: skip the markup parsing and relayout
             return
         self._shown_log = shown
-        self.message_line.update(msg)
+        self.message_line.update(msg, layout=False)  # both have fixed heights: no relayout
         self.change_log.update(
-            "\n".join(f"[dim]{c.step:>6}[/] {escape(c.text)}" for c in reversed(changes[-30:])))
+            "\n".join(f"[dim]{c.step:>6}[/] {escape(c.text)}" for c in reversed(changes[-30:])), layout=False)
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
         """Every key's action, findable by name in the command palette (ctrl+p)."""
@@ -330,6 +332,11 @@ class RnnTuiApp(App[int]):
             self.exit(1, return_code=1, message=f"rnntui: the trainer stopped with an error: {event.worker.error}")
         elif event.state == WorkerState.SUCCESS:
             code = self._exit_code()
+            snap = self.snapshot
+            if not self._quitting and snap is not None and snap.state == CRASHED:
+                # the training process died: stay open so the message can be read; q quits
+                self.tick(force=True)
+                return
             if self._signal is not None:
                 # After a hang-up the terminal is gone and writing to it can block shutdown for good;
                 # the work is saved, so make sure the process ends.
@@ -343,16 +350,24 @@ class RnnTuiApp(App[int]):
 
 
 def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metrics_path: str | None = None,
-            log_every: int = 100) -> int:
-    """Run the app on a terminal; returns the process exit code (non-zero when the trainer crashed)."""
+            log_every: int = 100, separate_process: bool = True) -> int:
+    """Run the app on a terminal; returns the process exit code (non-zero when the trainer crashed).
+
+    With ``separate_process`` (the default) the trainer runs in a child process, so redrawing
+    the screen never holds up training (see :mod:`rnntui.process`); otherwise in a thread.
+    """
     from ..headless import MetricsLog
+    from ..process import TrainerProcess
 
     metrics = MetricsLog(metrics_path, log_every) if metrics_path else None
-    app = RnnTuiApp(trainer, max_steps=max_steps, on_step=metrics)
+    runner = TrainerProcess(trainer) if separate_process else trainer
+    app = RnnTuiApp(runner, max_steps=max_steps, on_step=metrics)
+    if separate_process:
+        runner.rescue_path = app.save_path  # where the child saves if this process dies
     try:
         app.run(mouse=mouse)
     finally:
-        code = finish_app(app, trainer)
+        code = finish_app(app, runner)
         if metrics:
             metrics.close()
     return code

@@ -45,4 +45,4 @@ class GradientPanel(Static):
                 _, hist = snap.history.get(f"pre:{name}", (None, []))
                 row += " [$accent]" + sparkline(hist, spark_w) + "[/]"
             lines.append(row)
-        self.update("\n".join(lines))
+        self.update("\n".join(lines), layout=False)  # fixed height: no relayout

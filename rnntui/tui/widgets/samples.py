@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from textual.containers import VerticalScroll
-from textual.markup import escape
-from textual.widgets import Static
+from rich.style import Style
+from rich.text import Text
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from ...corpus import printable
-from ...trainer import Snapshot
+from ...trainer import Sample, Snapshot
+
+HEADER_STYLE = Style(dim=True)
 
 
 def safe_text(text: str) -> str:
@@ -15,31 +19,88 @@ def safe_text(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
-class SamplePanel(VerticalScroll):
-    """Newest sample first; scroll down for older ones."""
+class SamplePanel(ScrollView):
+    """Newest sample first; scroll down for older ones.
+
+    Each sample is wrapped into lines once (per panel width) and kept until it leaves the trainer's
+    history, so a new sample costs only its own lines — the panel is redrawn while training runs,
+    and re-wrapping the whole history every time held the interpreter long enough to slow training.
+    """
 
     BORDER_TITLE = "samples"
 
-    def compose(self):
-        yield Static(id="sample-text")
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._shown: tuple | None = None
+        self._wrapped: dict[tuple, list[Strip]] = {}  # (step, temperature, text, header?, width) -> lines
+        self._lines: list[Strip] = []
 
-    def on_mount(self) -> None:
-        self._shown = None
+    @property
+    def lines(self) -> list[str]:
+        """The panel's text, one string per wrapped line (newest sample first)."""
+        return [strip.text for strip in self._lines]
 
     def show(self, snap: Snapshot) -> None:
-        key = tuple((s.step, s.temperature) for s in snap.samples[-1:]) + (len(snap.samples),)
+        width = self.scrollable_content_region.width
+        samples = snap.samples
+        key = (width, len(samples), samples[-1] if samples else None)
         if key == self._shown:
             return
         self._shown = key
-        if not snap.samples:
-            self.query_one("#sample-text", Static).update("[dim]no sample yet (s samples now)[/]")
+        if not samples:
             self.border_title = "samples"
+            self._set_lines(self._wrap(Text("no sample yet (s samples now)", style=HEADER_STYLE), width))
             return
-        latest = snap.samples[-1]
+        latest = samples[-1]
         self.border_title = f"sample @{latest.step} T={latest.temperature:g}"
-        parts = []
-        for i, s in enumerate(reversed(snap.samples)):
-            if i:
-                parts.append(f"[dim]── step {s.step} · T={s.temperature:g} ──[/]")
-            parts.append(escape(safe_text(s.text)))
-        self.query_one("#sample-text", Static).update("\n".join(parts))
+        wrapped, lines = {}, []
+        for i, s in enumerate(reversed(samples)):
+            k = (s.step, s.temperature, s.text, i > 0, width)
+            block = self._wrapped.get(k)
+            if block is None:
+                block = self._wrap(self._text(s, header=i > 0), width)
+            wrapped[k] = block
+            lines.extend(block)
+        self._wrapped = wrapped  # only the samples still in the history
+        self._set_lines(lines)
+
+    @staticmethod
+    def _text(s: Sample, *, header: bool) -> Text:
+        body = Text(safe_text(s.text))
+        if not header:
+            return body
+        return Text.assemble((f"── step {s.step} · T={s.temperature:g} ──\n", HEADER_STYLE), body)
+
+    def _wrap(self, text: Text, width: int) -> list[Strip]:
+        if width <= 0:
+            return []
+        console = self.app.console
+        return [Strip(line) for line in console.render_lines(text, console.options.update_width(width),
+                                                                    pad=False)]
+
+    def _set_lines(self, lines: list[Strip]) -> None:
+        self._lines = lines
+        size = Size(self.scrollable_content_region.width, len(lines))
+        scrollbar = size.height > self.container_size.height
+        if scrollbar == self.show_vertical_scrollbar and hasattr(self, "_scroll_update"):
+            # the panel's shape stays: move the scrollbar without a relayout of the whole screen
+            # (what Textual does itself for a size change that needs no layout)
+            self.set_reactive(SamplePanel.virtual_size, size)
+            self._scroll_update(size)
+        else:
+            self.virtual_size = size
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self._shown = None  # re-wrap at the new width on the next show
+
+    def render_lines(self, crop):
+        self._line_style = (self.scrollable_content_region.width, self.rich_style)  # once per redraw, not per line
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        width, style = getattr(self, "_line_style", None) or (self.scrollable_content_region.width, self.rich_style)
+        index = self.scroll_offset.y + y
+        if 0 <= index < len(self._lines):
+            return self._lines[index].crop_extend(0, width, style).apply_style(style)
+        return Strip.blank(width, style)

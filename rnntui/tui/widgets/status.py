@@ -29,4 +29,4 @@ class StatusBar(Static):
         if snap.checkpoint_path:
             saved = f"@{snap.saved_step}" if snap.saved_step is not None else "unsaved"
             parts.append(f"ckpt {snap.checkpoint_path} {saved}")
-        self.update(" ".join(parts))
+        self.update(" ".join(parts), layout=False)  # fixed height: no relayout

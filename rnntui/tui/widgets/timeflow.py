@@ -35,7 +35,7 @@ class TimeFlow(Static):
     def show(self, snap: Snapshot) -> None:
         g = snap.grad
         if g is None:
-            self.update("[dim]waiting for the first step…[/]")
+            self.update("[dim]waiting for the first step…[/]", layout=False)
             return
         width = max(4, self.content_size.width)
         T = len(g.dh_norms)
@@ -53,4 +53,4 @@ class TimeFlow(Static):
             f"σmax(w) {num(g.sigma_max, 5).strip()} · sat {100 * g.saturation:.1f}%",
             f"status {status}",
             f"[dim]‖∂E/∂hₜ‖ {num(lo, 6).strip()}…{num(hi, 6).strip()}[/]",
-        ]))
+        ]), layout=False)  # fixed height: no relayout
