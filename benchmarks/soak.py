@@ -78,11 +78,19 @@ def non_finite(record, path: str = "") -> list[str]:
 
 
 def child_of(pid: int) -> int | None:
+    """The first child process of ``pid`` (started by any of its threads)."""
     try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        tasks = sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name))
     except OSError:
         return None
-    return int(kids[0]) if kids else None
+    for task in tasks:
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        if kids:
+            return int(kids[0])
+    return None
 
 
 def slope_mb_per_hour(samples: list[dict]) -> float:

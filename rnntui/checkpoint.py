@@ -69,7 +69,7 @@ def _arrays_and_header(trainer) -> tuple[dict[str, np.ndarray], dict]:
         for k, a in per_param.items():
             arrays[f"opt.{slot}.{k}"] = a
     arrays["h"] = trainer.h
-    arrays["monitor.x"] = trainer.monitor._x
+    arrays["monitor.x"] = trainer.monitor._x.astype(np.float64)
     for name, hist in trainer.history.items():
         s, v = hist.arrays()
         arrays[f"hist.{name}.steps"] = s
@@ -280,7 +280,8 @@ def _restore(trainer, ckpt: Checkpoint) -> None:
         trainer.optimizer = opt
     # else: resumed with another optimizer; the trainer's own (fresh) one is kept, as for a switch mid-run
     trainer.h = ckpt.arrays["h"].astype(trainer.model.dtype, copy=True)
-    trainer.monitor._x = _same_shape(ckpt.arrays["monitor.x"], trainer.monitor._x, "monitor.x").copy()
+    trainer.monitor._x = _same_shape(ckpt.arrays["monitor.x"], trainer.monitor._x, "monitor.x").astype(
+        trainer.model.dtype)
     trainer.step = _count(hd["step"], "step")
     trainer.chars_seen = _count(hd["chars_seen"], "chars_seen")
     trainer.elapsed = _number(hd["elapsed"], "elapsed")

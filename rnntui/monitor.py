@@ -24,7 +24,7 @@ __all__ = ["SATURATION_LEVEL", "GradStats", "History", "Monitor", "ParamStats", 
 PARALLEL_COUNT = 1 << 19
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParamStats:
     """Gradient figures of one tensor (or, with name ``total``, of all of them)."""
 
@@ -78,6 +78,14 @@ def _squares(tensors: dict[str, np.ndarray]) -> dict[str, float]:
     if packed_pair(tensors) is None:
         return {k: _sq(tensors[k]) for k in PARAM_NAMES}
     return {k: float(np.dot(a, a)) for k, a in tensors.flat_segments.items()}
+
+
+def _dots(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
+    """a·b of each tensor pair, by name (over the contiguous segments when both are packed alike)."""
+    if packed_pair(a, b) is None:
+        return {k: float(np.vdot(a[k], b[k])) for k in PARAM_NAMES}
+    return {k: float(np.dot(x, y)) for (k, x), y in zip(a.flat_segments.items(), b.flat_segments.values(),
+                                                        strict=True)}
 
 
 def _transmission(carry_norms: np.ndarray, dh_norms: np.ndarray) -> tuple[np.ndarray, float]:
@@ -143,7 +151,7 @@ class Monitor:
 
     def sigma_max(self, w: np.ndarray, iters: int | None = None) -> float:
         """Largest singular value of ``w`` by power iteration on wᵀw, warm-started (in w's precision)."""
-        x = self._x.astype(w.dtype)
+        x = self._x if self._x.dtype == w.dtype else self._x.astype(w.dtype)
         s = 0.0
         for _ in range(iters or self.power_iters):
             x = np.dot(w.T, np.dot(w, x))
@@ -152,7 +160,7 @@ class Monitor:
                 return n if not math.isfinite(n) else 0.0
             s = math.sqrt(n)
             x /= x.dtype.type(n)
-        self._x = x.astype(np.float64)
+        self._x = x  # in w's precision; the checkpoint keeps it as float64
         return float(s)
 
     def measure(self, step: int, pre: PreClip, grads: dict[str, np.ndarray], deltas: dict[str, np.ndarray],
@@ -162,7 +170,7 @@ class Monitor:
         rows = []
         tot_pre = tot_post = tot_d = tot_p = 0.0
         tot_clipped = tot_n = 0
-        delta_sq, param_sq = _squares(deltas), _squares(params)
+        delta_sq, param_sq, p_dot_d = _squares(deltas), _squares(params), _dots(params, deltas)
         post_sq = _squares(grads) if clip_mode == "element" and any(pre.clipped.values()) else None
         for k in PARAM_NAMES:
             n_pre, size = pre.norms[k], grads[k].size
@@ -177,8 +185,7 @@ class Monitor:
             d2, p2 = delta_sq[k], param_sq[k]
             # ‖Δp‖ against the larger of ‖p‖ after and before the step (‖p − Δp‖² = ‖p‖² − 2p·Δp + ‖Δp‖²),
             # so a step that lands a tensor on exactly 0 gives 1, not ∞
-            pd = float(np.vdot(params[k], deltas[k]))
-            ref = max(p2, p2 - 2 * pd + d2)
+            ref = max(p2, p2 - 2 * p_dot_d[k] + d2)
             rows.append(ParamStats(k, n_pre, float(n_post), pre.max_abs[k], frac,
                                    math.sqrt(d2 / ref) if ref > 0 else 0.0))
             tot_pre += n_pre**2

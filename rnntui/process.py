@@ -41,7 +41,7 @@ from pathlib import Path
 from .checkpoint import Checkpoint, _arrays_and_header, restore
 from .trainer import CRASHED, Change, Inspect, SaveCheckpoint, Snapshot, Stop, Trainer
 
-#: How long ``run`` waits for a child that was told to stop before it is terminated.
+#: How long ``run`` waits for a child told to stop (by ``stop_event``, or after handing back) before killing it.
 STOP_GRACE = 60.0
 
 
@@ -142,11 +142,16 @@ class TrainerProcess:
         for msg in pending:
             self._post(msg)
         final = None
-        stop_sent = False
+        stop_sent: float | None = None
         try:
             while True:
-                if stop_event is not None and stop_event.is_set() and not stop_sent:
-                    stop_sent = self._post(("stop",)) or True
+                if stop_event is not None and stop_event.is_set():
+                    if stop_sent is None:
+                        self._post(("stop",))
+                        stop_sent = time.monotonic()
+                    elif time.monotonic() - stop_sent > STOP_GRACE:  # stuck in a step: do not hang the app
+                        proc.kill()
+                        break
                 try:
                     if not here.poll(0.05):
                         if proc.poll() is not None and not here.poll(0):

@@ -267,7 +267,7 @@ class Trainer:
             np.copyto(self._before_update[k], p)
         self._mid_update = True
         deltas = self.optimizer.step(self.model.params, grads)
-        bad = next((k for k, p in self.model.params.items() if not np.isfinite(p.sum())), None)
+        bad = _nonfinite(self.model.params)
         self._mid_update = False
         if bad:
             self._undo_update()
@@ -501,6 +501,14 @@ class Trainer:
     def _finish(self, emit) -> str:
         emit()
         return self.state
+
+
+def _nonfinite(params: dict) -> str | None:
+    """The first tensor holding NaN or Inf (one sum over the packed vector when all is well)."""
+    flat = getattr(params, "flat", None)
+    if flat is not None and np.isfinite(flat.sum()):
+        return None
+    return next((k for k, p in params.items() if not np.isfinite(p.sum())), None)
 
 
 def _largest(pre) -> str:
