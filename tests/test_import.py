@@ -10,7 +10,8 @@ import pytest
 
 @pytest.mark.parametrize("modules", [
     "rnntui",
-    "rnntui.trainer, rnntui.cli, rnntui.headless, rnntui.checkpoint, rnntui.gradcheck, rnntui.monitor",
+    "rnntui.trainer, rnntui.cli, rnntui.headless, rnntui.checkpoint, rnntui.gradcheck, rnntui.monitor, "
+    "rnntui.process, rnntui.derivation, rnntui.parallel",
 ])
 def test_core_does_not_import_textual(modules):
     code = (f"import sys\nimport {modules}\n"

@@ -1,8 +1,11 @@
-"""RnnTuiApp: lays out the panels, binds the keys and runs the trainer in a worker thread.
+"""RnnTuiApp: lays out the panels, binds the keys and runs the trainer from a worker thread.
 
 The app is a view: a timer reads the trainer's latest immutable snapshot and redraws
-(numbers and plots at 2 Hz, only when a new snapshot arrived); keys become
-commands on the trainer's control channel, applied between steps.
+(numbers at 2 Hz, the loss plot at 1 Hz, only when a new snapshot arrived); keys become
+commands on the trainer's control channel, applied between steps. ``run_app`` (what the
+command line uses) hands the app a :class:`rnntui.process.TrainerProcess`, so the training
+itself runs in a child process and the redraws never hold the trainer up; a plain
+:class:`Trainer` runs in the worker thread (tests, library use).
 """
 
 from __future__ import annotations
