@@ -20,8 +20,8 @@ trainer doing nothing but those products at that rate would reach. "monitor" is 
 our step spent in Monitor.pre_clip and Monitor.measure.
 
 Then (unless --no-ui / --no-memory): the cost of the terminal app (benchmarks/ui_overhead.py),
-and corpus loading and step memory (benchmarks/memory.py). A summary checks the targets of
-issue #4. Set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are reported (they slow current OpenBLAS).
+and corpus loading and step memory (benchmarks/memory.py). A summary checks the performance
+targets. Set OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are reported (they slow current OpenBLAS).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from rnntui import Corpus, HyperParams, TrainConfig, Trainer
 CONFIGS = ((100, 25, 1), (128, 25, 32), (512, 50, 64))
 #: The reference's settings, and ours: the lecture's Adagrad with element-wise clipping.
 HYPER = HyperParams(optimizer="adagrad", lr=0.1, clip_mode="element", clip=5.0, sample_every=0, val_every=0)
-#: Issue #4's targets: (ours ÷ best PyTorch) and (ours ÷ GEMM-bound limit) per config.
+#: The performance targets: (ours ÷ best PyTorch) and (ours ÷ GEMM-bound limit) per config.
 TORCH_TARGET = {(128, 25, 32): 2.5, (512, 50, 64): 1.5, (100, 25, 1): 2.0}
 LIMIT_TARGET = {(128, 25, 32): 0.5, (512, 50, 64): 0.8}
 MONITOR_TARGET, UI_TARGET, F64_TARGET, LOAD_SECONDS, LOAD_RSS = 0.05, 0.05, 2.5, 5.0, 3.0
@@ -174,7 +174,7 @@ def ui_in_subprocess(corpus_path: str, seconds: float, rounds: int) -> dict:
 
 
 def targets(results: list[dict], ui: dict | None, load: list[dict] | None, steps: list[dict] | None) -> list[dict]:
-    """Each target of issue #4 with the measured value and whether it is met."""
+    """Each performance target with the measured value and whether it is met."""
     out = []
 
     def check(what, value, goal, ok):
@@ -210,7 +210,7 @@ def targets(results: list[dict], ui: dict | None, load: list[dict] | None, steps
 
 
 def format_targets(rows: list[dict]) -> str:
-    lines = ["targets (issue #4):"]
+    lines = ["performance targets:"]
     for t in rows:
         v = t["value"]
         shown = f"{100 * v:.1f}%" if "%" in t["goal"] else f"{v:.2f}"
@@ -225,7 +225,7 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="short runs: 0.5 s × 3 rounds, UI 2 s × 3")
     ap.add_argument("--seconds", type=float, help="length of one run (default 1.6)")
     ap.add_argument("--rounds", type=int, help="runs of each contender (default 5)")
-    ap.add_argument("--configs", help="H,T,B triples, e.g. '128,25,32 512,50,64' (default: the three of issue #4)")
+    ap.add_argument("--configs", help="H,T,B triples, e.g. '128,25,32 512,50,64' (default: the three of the targets)")
     ap.add_argument("--policies", default="auto,1,blas",
                     help="RNNTUI_THREADS values to run ours with, the first is 'ours' (default auto,1,blas)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it is installed")

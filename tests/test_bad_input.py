@@ -1,4 +1,4 @@
-"""Issue #5, bad input: every mistake gets one line ``rnntui: error: …``, exit code 2, no traceback,
+"""Bad input: every mistake gets one line ``rnntui: error: …``, exit code 2, no traceback,
 and nothing written (no metrics file, no checkpoint, no temporary file).
 
 Complements tests/test_cli.py (which covers the first cases) with every numeric option out of

@@ -1,4 +1,4 @@
-"""Issue #5, faults: keep working, lose nothing.
+"""Faults: keep working, lose nothing.
 
 kill -9 in the middle of a checkpoint write, periodic checkpoints by steps and by time, divergence
 end to end (headless), SIGINT/SIGHUP against a real process, exceptions in the trainer thread,

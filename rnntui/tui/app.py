@@ -27,7 +27,7 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
-from .leaks import release_render_caches
+from .leaks import tidy
 from .screens.confirm import ConfirmQuit
 from .screens.derivation import DerivationScreen
 from .screens.help import HelpScreen
@@ -123,7 +123,7 @@ class RnnTuiApp(App[int]):
         self.worker = self.run_worker(self._train, thread=True, name="trainer", exit_on_error=False)
         self._install_signal_handlers()
         self.set_interval(1.0 / self.refresh_hz, self.tick)
-        self.set_interval(30.0, release_render_caches)  # a Textual cache would keep dead widgets' lines
+        self.set_interval(30.0, tidy)  # a Textual cache would keep dead widgets' lines; see leaks.py
         self._check_size()
 
     def _install_signal_handlers(self) -> None:
@@ -363,6 +363,8 @@ def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metric
     from ..process import TrainerProcess
 
     metrics = MetricsLog(metrics_path, log_every) if metrics_path else None
+    # snapshots as often as the screen can show them (2 Hz), not more: less to pickle and to allocate
+    trainer.publish_interval = max(trainer.publish_interval, 0.25)
     runner = TrainerProcess(trainer) if separate_process else trainer
     app = RnnTuiApp(runner, max_steps=max_steps, on_step=metrics)
     if separate_process:
