@@ -4,8 +4,9 @@ Per parameter and for the whole gradient: L2 norm before and after clipping, the
 largest |g| before clipping, the fraction of elements the clip changed, and the
 update-to-weight ratio ‖Δp‖/‖p‖. Through time: ‖∂E/∂h_t‖ for every step of the
 latest batch, the per-step transmission ratio ‖wᵀ·dhraw_t‖/‖∂E/∂h_t‖ and its
-geometric mean, tanh saturation (fraction of |h| > 0.99), and σmax(w) by a few
-warm-started power iterations. Also: bounded histories for plotting long runs.
+geometric mean, tanh saturation (fraction of |h| > 0.99), and σmax(w) by one power iteration per
+step, warm-started from the last (w changes little per step, so the estimate keeps up). Also:
+bounded histories for plotting long runs.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def _saturation(hs: np.ndarray) -> float:
 class Monitor:
     """Computes :class:`GradStats`; keeps only the power-iteration vector between steps."""
 
-    def __init__(self, hidden_size: int, *, seed: int = 0, power_iters: int = 2):
+    def __init__(self, hidden_size: int, *, seed: int = 0, power_iters: int = 1):
         rng = np.random.default_rng(seed + 7919)
         x = rng.standard_normal(hidden_size)
         self._x = x / np.linalg.norm(x)

@@ -194,3 +194,14 @@ def test_history_arrays_are_copies_and_state_roundtrip():
     with pytest.raises(ValueError):
         History(7)
     assert History(4).last() is None
+
+
+def test_sigma_max_of_a_training_run_tracks_the_singular_value(make_trainer):
+    """One warm-started power iteration per step keeps up with w as it trains."""
+    trainer = make_trainer(hidden_size=24, batch_size=4, seq_length=10, dtype="float32", lr=5e-3,
+                           optimizer="adam")
+    for _ in range(300):
+        trainer.train_step()
+    exact = np.linalg.svd(trainer.model.params["w"].astype(np.float64), compute_uv=False)[0]
+    assert trainer.grad.sigma_max == pytest.approx(exact, rel=0.01)
+    assert trainer.grad.sigma_max <= exact * (1 + 1e-5)
