@@ -270,7 +270,10 @@ class RnnTuiApp(App[int]):
         self.push_screen(DerivationScreen(self.trainer))
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        if not self.is_screen_installed("help"):
+            # one instance, shown again and again: its Markdown is parsed and its widgets built once
+            self.install_screen(HelpScreen(), name="help")
+        self.push_screen("help")
 
     def action_hyperparams(self) -> None:
         snap = self.snapshot

@@ -283,7 +283,7 @@ async def test_render_caches_of_closed_dialogs_are_released():
         await wait_for(pilot, lambda: snap(app) is not None, what="trainer")
         dead = []
         for _ in range(2):
-            app.action_help()
+            app.action_hyperparams()  # a dialog built anew each time (the help screen is kept)
             await pilot.pause(0.1)
             dialog = app.screen
             dead += [weakref.ref(w._styles_cache) for w in [dialog, *dialog.query("*")]]

@@ -119,6 +119,13 @@ async def test_help_screen_opens_and_closes():
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
+        first = app.screen
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")  # again: the same screen, built once
+        await pilot.pause()
+        assert app.screen is first and "what you are looking at" in str(first.query_one("Markdown").source)
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
