@@ -54,12 +54,11 @@ def headless(corpus: Corpus, seconds: float) -> float:
 
 
 def tui(corpus: Corpus, seconds: float, *, separate_process: bool = True) -> float:
-    from rnntui.process import TrainerProcess
-    from rnntui.tui.app import RnnTuiApp
+    from rnntui.tui.app import RnnTuiApp, make_app
 
     trainer = _trainer(corpus)
-    runner = TrainerProcess(trainer) if separate_process else trainer
-    app = RnnTuiApp(runner)
+    app = make_app(trainer) if separate_process else RnnTuiApp(trainer)  # as the command line / the library
+    runner = app.trainer
 
     async def go() -> float:
         async with app.run_test(size=(80, 24)):

@@ -355,6 +355,20 @@ class RnnTuiApp(App[int]):
         self._stop_event.set()
 
 
+def make_app(trainer, *, separate_process: bool = True, **kwargs) -> RnnTuiApp:
+    """The app as the command line runs it: ``trainer`` in a child process (see :mod:`rnntui.process`)
+    publishing as often as the screen redraws, and saving there if this process dies."""
+    from ..process import TrainerProcess
+
+    # snapshots as often as the screen can show them (2 Hz), not more: less to pickle and to allocate
+    trainer.publish_interval = max(trainer.publish_interval, 0.25)
+    runner = TrainerProcess(trainer) if separate_process else trainer
+    app = RnnTuiApp(runner, **kwargs)
+    if separate_process:
+        runner.rescue_path = app.save_path  # where the child saves if this process dies
+    return app
+
+
 def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metrics_path: str | None = None,
             log_every: int = 100, separate_process: bool = True) -> int:
     """Run the app on a terminal; returns the process exit code (non-zero when the trainer crashed).
@@ -363,15 +377,10 @@ def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metric
     the screen never holds up training (see :mod:`rnntui.process`); otherwise in a thread.
     """
     from ..headless import MetricsLog
-    from ..process import TrainerProcess
 
     metrics = MetricsLog(metrics_path, log_every) if metrics_path else None
-    # snapshots as often as the screen can show them (2 Hz), not more: less to pickle and to allocate
-    trainer.publish_interval = max(trainer.publish_interval, 0.25)
-    runner = TrainerProcess(trainer) if separate_process else trainer
-    app = RnnTuiApp(runner, max_steps=max_steps, on_step=metrics)
-    if separate_process:
-        runner.rescue_path = app.save_path  # where the child saves if this process dies
+    app = make_app(trainer, separate_process=separate_process, max_steps=max_steps, on_step=metrics)
+    runner = app.trainer
     try:
         app.run(mouse=mouse)
     finally:
@@ -418,4 +427,4 @@ def finish_app(app: RnnTuiApp, trainer) -> int:
     return code
 
 
-__all__ = ["RnnTuiApp", "run_app"]
+__all__ = ["RnnTuiApp", "make_app", "run_app"]

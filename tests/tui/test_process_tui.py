@@ -7,7 +7,7 @@ import signal
 
 from rnntui.checkpoint import load as load_checkpoint
 from rnntui.process import TrainerProcess
-from rnntui.tui.app import RnnTuiApp, finish_app
+from rnntui.tui.app import RnnTuiApp, finish_app, make_app
 from rnntui.tui.screens.derivation import DerivationScreen
 
 from .conftest import make_trainer, wait_for
@@ -21,8 +21,10 @@ def snap(app):
 
 async def test_keys_reach_the_child_and_quitting_brings_its_state_back(tmp_path):
     trainer = make_trainer(tmp_path)
-    runner = TrainerProcess(trainer)
-    app = RnnTuiApp(runner, start_paused=True)
+    app = make_app(trainer, start_paused=True)  # as the command line builds it
+    runner = app.trainer
+    assert isinstance(runner, TrainerProcess) and runner.trainer is trainer
+    assert runner.rescue_path == app.save_path and trainer.publish_interval == 0.25
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "paused", timeout=30,
                        what="the child to start")
