@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-growth-mb", type=float, default=10.0,
                     help="RSS growth after warm-up still counted as flat (default 10 MB; the leak this benchmark "
                          "found in Textual's Footer grew it by ~25 MB an hour)")
+    ap.add_argument("--max-slope", type=float, default=10.0,
+                    help="RSS growth rate over the second half still counted as flat, MB an hour (default 10; "
+                         "a 30-minute run can creep under --max-growth-mb and still grow without bound)")
     ap.add_argument("--out", default=None, help="JSON report (default benchmarks/results/soak-TIME.json)")
     ap.add_argument("rnntui_args", nargs="*", help="extra rnntui options, after --")
     a = ap.parse_args(argv)
@@ -211,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     growth_mb = (last["rss_kb"] - start["rss_kb"]) / 1024
     second_half = samples[len(samples) // 2:]
     slope = slope_mb_per_hour(second_half)
-    flat = growth_mb <= a.max_growth_mb and (top - start["rss_kb"]) / 1024 <= 1.5 * a.max_growth_mb
+    flat = (growth_mb <= a.max_growth_mb and (top - start["rss_kb"]) / 1024 <= 1.5 * a.max_growth_mb
+            and slope <= a.max_slope)
     report = {
         "command": cmd, "minutes": a.minutes, "interval": a.interval, "terminal": f"{width}x{height}",
         "rss_first_mb": samples[0]["rss_kb"] / 1024, "rss_start_mb": start["rss_kb"] / 1024,
