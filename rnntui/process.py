@@ -135,6 +135,7 @@ class TrainerProcess:
             here.close()
             self.exitcode = proc.wait(5.0)
             self._lost(f"the training process could not start: {_last_line(errors) or e}")
+            errors.close()
             return CRASHED
         with self._lock:
             self._conn = here
@@ -186,9 +187,10 @@ class TrainerProcess:
                 proc.wait()
             self.exitcode = proc.returncode
             self._fail_futures("the training process has ended")
+        said = _last_line(errors)
+        errors.close()
         if final is None:
             if self.latest is None or self.latest.state != CRASHED:
-                said = _last_line(errors)
                 self._lost(f"the training process ended unexpectedly ({_how(proc.returncode)}"
                            + (f": {said}" if said else "") + ")")
             return CRASHED

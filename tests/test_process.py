@@ -138,7 +138,7 @@ def test_a_killed_child_is_reported_and_nothing_is_saved_over(make_trainer, tmp_
 def test_an_orphaned_child_saves_and_exits(make_trainer, tmp_path):
     """The view's process dies (kill -9, a crash): the child sees the pipe close, saves and ends."""
     trainer = make_trainer(checkpoint_path=str(tmp_path / "run.npz"))
-    conn, proc, _ = _start_child()
+    conn, proc, errors = _start_child()
     conn.send({"corpus": trainer.corpus, "config": trainer.config,
                "kwargs": {"checkpoint_path": trainer.checkpoint_path, "checkpoint_every": 0,
                           "checkpoint_seconds": 0.0, "publish_interval": 0.01},
@@ -151,6 +151,7 @@ def test_an_orphaned_child_saves_and_exits(make_trainer, tmp_path):
             step = rest[0].step
     conn.close()
     assert proc.wait(30) == 0
+    errors.close()
     saved = checkpoint.load(tmp_path / "run.npz")
     assert saved.step >= 10
 
@@ -158,7 +159,7 @@ def test_an_orphaned_child_saves_and_exits(make_trainer, tmp_path):
 def test_an_orphaned_child_without_a_checkpoint_saves_to_the_rescue_path(make_trainer, tmp_path):
     trainer = make_trainer()
     rescue = tmp_path / "rescue.npz"
-    conn, proc, _ = _start_child()
+    conn, proc, errors = _start_child()
     conn.send({"corpus": trainer.corpus, "config": trainer.config,
                "kwargs": {"checkpoint_path": None, "checkpoint_every": 0, "checkpoint_seconds": 0.0,
                           "publish_interval": 0.01},
@@ -168,6 +169,7 @@ def test_an_orphaned_child_without_a_checkpoint_saves_to_the_rescue_path(make_tr
         pass
     conn.close()
     assert proc.wait(30) == 0
+    errors.close()
     assert checkpoint.load(rescue).step >= 5
 
 
