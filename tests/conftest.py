@@ -6,6 +6,7 @@ Everything here is generated in the test process: no file outside the repository
 from __future__ import annotations
 
 import os
+import time
 
 # Tiny matrices run far faster on one BLAS thread than on several competing for two cores.
 # (Only effective when numpy is not imported yet; it usually is not when conftest loads.)
@@ -79,6 +80,15 @@ def reference_bptt(params: dict, inputs, targets, h0):
         carry_norms[t] = np.linalg.norm(dhnext)
     grads = {"u": du, "w": dw, "v": dv, "bh": dbh, "by": dby}
     return loss, grads, hs[T - 1], dhnext, dh_norms, carry_norms
+
+
+def wait_until(cond, timeout=30.0, what="condition"):
+    """Poll ``cond()`` until it holds (another thread or process is working towards it)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ from rnntui.cli import run
 from rnntui.headless import MetricsLog, run_headless
 from rnntui.trainer import CRASHED, SampleNow, Stop
 
+from .conftest import wait_until as _wait_for
+
 SMALL = ["--hidden-size", "16", "--batch-size", "2", "--seq-length", "10"]
 POSIX = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -35,14 +37,6 @@ def _env():
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("PYTHONWARNINGS", None)
     return env
-
-
-def _wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _params_finite(ck) -> bool:

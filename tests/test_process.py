@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import threading
-import time
 from concurrent.futures import Future
 
 import numpy as np
@@ -17,20 +16,14 @@ from rnntui.headless import MetricsLog
 from rnntui.process import TrainerProcess, _start_child, trainer_state
 from rnntui.trainer import CRASHED, FINISHED, PAUSED, STOPPED, Inspect, Pause, Resume, SaveCheckpoint, Set, Stop
 
+from .conftest import wait_until as wait
+
 
 def run_in_thread(runner, **kw):
     out: dict = {}
     th = threading.Thread(target=lambda: out.setdefault("state", runner.run(**kw)), daemon=True)
     th.start()
     return th, out
-
-
-def wait(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_training_in_the_child_is_the_same_as_in_process(make_trainer):

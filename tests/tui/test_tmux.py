@@ -117,11 +117,20 @@ class Tmux:
 
 
 def _child_of(pid: int) -> int | None:
+    """The first child process of ``pid``, started by any of its threads (the app starts its training
+    process from a worker thread)."""
     try:
-        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
         return None
-    return int(kids[0]) if kids else None
+    for task in tasks:
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        if kids:
+            return int(kids[0])
+    return None
 
 
 def _status(pid: int) -> str:
@@ -201,23 +210,11 @@ def test_sighup_when_the_terminal_goes_away_saves_and_ends(tmux):
     assert ckpt.step >= seen
 
 
-def _trainer_process_of(pid: int) -> int | None:
-    """The training process the app started (from its worker thread, so look in every thread)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            kids = (task / "children").read_text().split()
-        except OSError:
-            continue
-        if kids:
-            return int(kids[0])
-    return None
-
-
 def test_kill_9_of_the_app_leaves_the_training_process_to_save_and_end(tmux):
     """No signal handler runs on SIGKILL: the training process sees its pipe close and saves by itself."""
     tmux.start(*ARGS, "--checkpoint", "run.npz")
     seen = tmux.wait_step(3)
-    trainer = tmux._wait(lambda: _trainer_process_of(tmux.pid), "the training process")
+    trainer = tmux._wait(lambda: _child_of(tmux.pid), "the training process")
     os.kill(tmux.pid, signal.SIGKILL)
     tmux._wait(lambda: "zombie" in _status(trainer) or _status(trainer) == "gone", "the training process to end")
     ckpt = tmux._wait(lambda: (tmux.tmp / "run.npz").exists() and load_checkpoint(tmux.tmp / "run.npz"),
