@@ -273,7 +273,8 @@ class RnnTuiApp(App[int]):
         if not self.is_screen_installed("help"):
             # one instance, shown again and again: its Markdown is parsed and its widgets built once
             self.install_screen(HelpScreen(), name="help")
-        self.push_screen("help")
+        if self.get_screen("help") not in self.screen_stack:  # (the palette can ask while it is open)
+            self.push_screen("help")
 
     def action_hyperparams(self) -> None:
         snap = self.snapshot

@@ -126,6 +126,9 @@ async def test_help_screen_opens_and_closes():
         await pilot.press("question_mark")  # again: the same screen, built once
         await pilot.pause()
         assert app.screen is first and "what you are looking at" in str(first.query_one("Markdown").source)
+        app.action_help()  # asked again while it is open (the command palette can): stays one screen
+        await pilot.pause()
+        assert app.screen is first and app.screen_stack.count(first) == 1
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
