@@ -35,15 +35,10 @@ class SamplePanel(ScrollView):
         self._wrapped: dict[tuple, list[Strip]] = {}  # (step, temperature, text, header?, width) -> lines
         self._lines: list[Strip] = []
 
-    @property
-    def lines(self) -> list[str]:
-        """The panel's text, one string per wrapped line (newest sample first)."""
-        return [strip.text for strip in self._lines]
-
     def show(self, snap: Snapshot) -> None:
         width = self.scrollable_content_region.width
         samples = snap.samples
-        key = (width, len(samples), samples[-1] if samples else None)
+        key = (width, len(samples), samples[-1] if samples else None)  # a new width re-wraps
         if key == self._shown:
             return
         self._shown = key
@@ -90,9 +85,6 @@ class SamplePanel(ScrollView):
         else:
             self.virtual_size = size
         self.refresh()
-
-    def on_resize(self) -> None:
-        self._shown = None  # re-wrap at the new width on the next show
 
     def render_lines(self, crop):
         self._line_style = (self.scrollable_content_region.width, self.rich_style)  # once per redraw, not per line
