@@ -25,6 +25,7 @@ batch is split into parts that run on the CPU cores at once (:mod:`rnntui.parall
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -170,6 +171,24 @@ class StepDiagnostics:
     dh0: np.ndarray  # (H, B): ∂E/∂h_0
     saturated: tuple[np.ndarray, int] | None = field(default=None, repr=False, compare=False)
 
+    def by_step(self, T: int) -> tuple[np.ndarray, np.ndarray]:
+        """``hs`` and ``ps`` as (T, B, H) and (T, B, V), sequences in batch order (a copy when the batch was split)."""
+        def steps(a: np.ndarray) -> np.ndarray:
+            if a.ndim == 2:
+                return a.reshape(T, -1, a.shape[-1])
+            P = a.shape[0]
+            return a.reshape(P, T, -1, a.shape[-1]).transpose(1, 0, 2, 3).reshape(T, -1, a.shape[-1])
+        return steps(self.hs), steps(self.ps)
+
+    def last_loss_back(self, w: np.ndarray, v: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """:func:`last_loss_back` of this pass (``targets`` (B, T), ``w`` and ``v`` the weights it ran on)."""
+        targets = np.asarray(targets)
+        T = targets.shape[1]
+        hs, ps = self.by_step(T)
+        dy = np.array(ps[T - 1])  # ŷ_T (B, V)
+        dy[np.arange(len(dy)), targets[:, T - 1]] -= 1  # eq-3: − y_T
+        return last_loss_back(w, v, hs, dy)
+
 
 def softmax_rows(q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Numerically stable softmax over the last axis (subtract the row max first)."""
@@ -252,6 +271,42 @@ class _Buffers:
         """ŷ of every step and sequence: (T·B, V), or (P, T·B/P, V) over P parts."""
         ps = self.q.transpose(0, 2, 1)
         return ps[0] if len(self.parts) == 1 else ps
+
+
+def last_loss_back(w: np.ndarray, v: np.ndarray, hs: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """The last step's loss alone, followed back through the recurrence: log ‖∂E_T/∂h_{T−d}‖ for d = 0 … T.
+
+    ``hs`` (T, B, H) holds h_1 … h_T of B sequences as rows, ``dy`` (B, V) their ŷ_T − y_T (eq-3),
+    ``w`` (H, H) and ``v`` (V, H) the weights of the pass that made ``hs``. Index d = T is h_0. The
+    norm is the Frobenius norm over the batch (the sequences' gradients are independent). Each step
+    back is eq-7 then eq-12/13, as in the lecture's loop without the other steps' losses:
+    dhraw = (1 − h²) ⊙ dh, then dhnext = wᵀ·dhraw. The vector is rescaled to norm 1 after every
+    step and the log norms summed, so a gradient that vanishes (or explodes) by 1e-40 over the
+    window stays measurable in float32. Returns float64 log norms; −inf from where it is exactly 0.
+    """
+    T = hs.shape[0]
+    logs = np.full(T + 1, -np.inf)
+    dh = np.dot(dy, v)  # eq-6: vᵀ·(ŷ_T − y_T), one row per sequence
+    dhraw = np.empty_like(dh)
+    acc = 0.0
+    for d in range(T + 1):
+        flat = dh.reshape(-1)
+        n = math.sqrt(float(np.dot(flat, flat)))
+        if not n > 0 or not math.isfinite(n):
+            if not math.isfinite(n):
+                logs[d:] = math.inf if n == math.inf else math.nan
+            break
+        acc += math.log(n)
+        logs[d] = acc
+        if d == T:
+            break
+        dh *= dh.dtype.type(1.0 / n)
+        h = hs[T - 1 - d]  # h_{T−d}
+        np.multiply(h, h, out=dhraw)
+        np.subtract(1, dhraw, out=dhraw)  # eq-7: 1 − h²
+        np.multiply(dhraw, dh, out=dhraw)  # dhraw = (1 − h²) ⊙ ∂E_T/∂h
+        np.dot(dhraw, w, out=dh)  # eq-12/13: dhnext = wᵀ·dhraw, ∂E_T/∂h one step further back
+    return logs
 
 
 def _block_sq(a: np.ndarray, T: int) -> np.ndarray:
@@ -486,6 +541,23 @@ class CharRNN:
         diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), carry_norms=np.sqrt(carry_sq), hs=hs, ps=buf.ps(), dh0=dh0,
                                saturated=(hs, int(saturated)))
         return float(nll / B), grads, h_last, diag
+
+    def states(self, inputs, h0=None) -> np.ndarray:
+        """h_0 … h_T of a (B, T) batch: (T+1, B, H), row t·B + b of block t is sequence b (a copy)."""
+        inputs, B, T, h0 = self._check(inputs, None, h0)
+        rows, _ = self._forward(inputs, h0, B, T)
+        return rows.reshape(T + 1, B, self.H)
+
+    def last_loss_back(self, inputs, targets, h0=None) -> np.ndarray:
+        """:func:`last_loss_back` on these weights, by a fresh forward pass over a (B, T) batch."""
+        inputs, B, T, h0 = self._check(inputs, targets, h0)
+        targets = np.asarray(targets)
+        hs = self.states(inputs, h0)
+        p = self.params
+        q = (hs[T] @ p["v"].T + p["by"][:, 0]).astype(np.float64)
+        dy = softmax_rows(q)
+        dy[np.arange(B), targets[:, T - 1]] -= 1  # eq-3
+        return last_loss_back(p["w"], p["v"], hs[1:], dy.astype(self.dtype))
 
     # -- sampling ----------------------------------------------------------------
     def encode(self, text: str) -> list[int]:

@@ -12,15 +12,16 @@ bounded histories for plotting long runs.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
 from . import parallel
-from .model import FLAT_ORDER, PARAM_NAMES, SATURATION_LEVEL, StepDiagnostics, packed_pair
+from .model import FLAT_ORDER, PARAM_NAMES, SATURATION_LEVEL, CharRNN, StepDiagnostics, packed_pair
 
-__all__ = ["SATURATION_LEVEL", "GradStats", "History", "Monitor", "ParamStats", "PreClip", "health"]
+__all__ = ["SATURATION_LEVEL", "GradStats", "History", "Monitor", "ParamStats", "PreClip", "Reach", "causes", "health"]
 #: Activations counted in parallel from this many on (below it the hand-over costs more than it saves).
 PARALLEL_COUNT = 1 << 19
 
@@ -61,12 +62,108 @@ class GradStats:
     transmission_gmean: float
     saturation: float
     sigma_max: float
+    clip_rate: float = 0.0  # share of the last CLIP_WINDOW steps (or fewer, early on) on which the clip fired
+    clip_window: int = 0  # how many steps clip_rate counts
 
     def param(self, name: str) -> ParamStats:
         for p in self.params:
             if p.name == name:
                 return p
         raise KeyError(name)
+
+
+#: The gradient's reach is the lag at which one loss's gradient falls below this share of its start.
+REACH_LEVEL = 0.01
+#: VANISHING: the reach is shorter than this share of the window (T), i.e. a loss's gradient is below
+#: 1 % of its start before it has crossed half the window.
+VANISHING_SHARE = 0.5
+#: EXPLODING: going back, the gradient grows, and at some lag it is this many times its start.
+EXPLODING_GROWTH = 10.0
+#: SATURATED: more than this share of the tanh units has |h| > SATURATION_LEVEL (see README "Healthy ranges").
+SATURATED_SHARE = 0.9
+#: Clipping's firing rate is counted over this many recent steps.
+CLIP_WINDOW = 100
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How far one loss's gradient reaches back through time.
+
+    ``ratios[d]`` = ‖∂E_T/∂h_{T−d}‖ / ‖∂E_T/∂h_T‖ for lags d = 0 … T−1 (E_T: the window's last loss,
+    summed over the batch's sequences; norms over the batch). ``factor`` is the geometric-mean factor
+    per step back, ratios[T−1]^(1/(T−1)). ``lag`` is the first d with ratios[d] < REACH_LEVEL, or None
+    when the gradient stays above it over the whole window ("beyond T"). ``to_h0`` is the ratio at h₀
+    (lag T), the state the window started from. ``step`` is the step whose weights and batch it was
+    measured on.
+    """
+
+    step: int
+    ratios: np.ndarray
+    factor: float
+    lag: int | None
+    to_h0: float
+
+    @property
+    def T(self) -> int:
+        return len(self.ratios)
+
+    @classmethod
+    def from_log_norms(cls, step: int, logs: np.ndarray) -> Reach:
+        """From log ‖∂E_T/∂h_{T−d}‖, d = 0 … T (:func:`rnntui.model.last_loss_back`)."""
+        logs = np.asarray(logs, dtype=np.float64)
+        T = len(logs) - 1
+        if not np.isfinite(logs[0]):  # no gradient at all (or a non-finite one): nothing to follow
+            ratios = np.full(T, math.nan if not np.isneginf(logs[0]) else 0.0)
+            return cls(step, ratios, math.nan, None, math.nan)
+        with np.errstate(over="ignore", invalid="ignore"):
+            rel = np.exp(logs - logs[0])
+        ratios = rel[:T]
+        below = np.flatnonzero(~(ratios >= REACH_LEVEL))  # NaN counts as gone
+        lag = int(below[0]) if below.size else None
+        if T > 1:
+            last = logs[T - 1] - logs[0]
+            factor = math.exp(last / (T - 1)) if math.isfinite(last) else (0.0 if last < 0 else math.nan)
+        else:
+            factor = math.nan
+        return cls(step, ratios, factor, lag, float(rel[T]))
+
+
+def health(stats: GradStats | None, reach: Reach | None) -> list[str]:
+    """Status words, each from a figure by a documented rule (README "Status words"):
+
+    - VANISHING: the reach is shorter than half the window (lag < VANISHING_SHARE·T);
+    - EXPLODING: going back the gradient grows (factor > 1) to ≥ EXPLODING_GROWTH × its start;
+    - SATURATED: more than SATURATED_SHARE of the tanh units are saturated (a cause, shown beside).
+    No word means OK. Shown beside colours, never instead.
+    """
+    words = []
+    if reach is not None and reach.T > 1:
+        if reach.lag is not None and reach.lag < VANISHING_SHARE * reach.T:
+            words.append("VANISHING")
+        elif reach.factor > 1 and np.nanmax(reach.ratios) >= EXPLODING_GROWTH:
+            words.append("EXPLODING")
+    if stats is not None and stats.saturation > SATURATED_SHARE:
+        words.append("SATURATED")
+    return words
+
+
+def causes(stats: GradStats | None, reach: Reach | None) -> str:
+    """What the figures point to behind a VANISHING or EXPLODING reach, in a few words ("" otherwise).
+
+    Vanishing: most units saturated (> 50 % with 1 − h² < 0.02) → "saturated"; else σmax(w) < 1 →
+    "σmax<1" (no step back can keep the gradient); else "(1−h²)·w" (the product of the two shrinks it).
+    Exploding: "σmax>1" (w stretches it faster than 1 − h² damps it).
+    """
+    words = health(stats, reach)
+    if stats is None:
+        return ""
+    if "VANISHING" in words:
+        if stats.saturation > 0.5:
+            return "saturated"
+        return "σmax<1" if stats.sigma_max < 1 else "(1−h²)·w"
+    if "EXPLODING" in words:
+        return "σmax>1"
+    return ""
 
 
 def _sq(a: np.ndarray) -> float:
@@ -138,6 +235,19 @@ class Monitor:
         x = rng.standard_normal(hidden_size)
         self._x = x / np.linalg.norm(x)
         self.power_iters = power_iters
+        self._fired: deque[bool] = deque(maxlen=CLIP_WINDOW)  # did the clip change the gradient, step by step
+
+    def reach(self, step: int, w: np.ndarray, v: np.ndarray, diag: StepDiagnostics, targets: np.ndarray) -> Reach:
+        """The gradient's reach in the pass ``diag`` describes (``w``, ``v``: the weights that pass ran on).
+
+        One extra backward pass of the recurrence, for the window's last loss only (the trainer runs it
+        every few steps; see Trainer.reach_every)."""
+        return Reach.from_log_norms(step, diag.last_loss_back(w, v, targets))
+
+    @staticmethod
+    def reach_on(step: int, model: CharRNN, inputs, targets, h0) -> Reach:
+        """The same figure computed afresh on ``model``'s weights (a forward pass over the batch first)."""
+        return Reach.from_log_norms(step, model.last_loss_back(inputs, targets, h0))
 
     def pre_clip(self, grads: dict[str, np.ndarray], clip_mode: str, clip: float) -> PreClip:
         max_abs, sq, clipped = _grad_figures(grads, clip if clip_mode == "element" else None)
@@ -199,27 +309,13 @@ class Monitor:
                            tot_clipped / tot_n, math.sqrt(tot_d / tot_p) if tot_p > 0 else 0.0)
         dh = np.asarray(diag.dh_norms, dtype=np.float64)
         trans, gmean = _transmission(np.asarray(diag.carry_norms, dtype=np.float64), dh)
+        self._fired.append(total.clip_frac > 0)
         counted = diag.saturated
         sat = counted[1] / diag.hs.size if counted is not None and counted[0] is diag.hs else _saturation(diag.hs)
         return GradStats(step=step, params=tuple(rows), total=total, clip_mode=clip_mode, clip=float(clip),
                          dh_norms=dh, transmission=trans, transmission_gmean=gmean, saturation=sat,
-                         sigma_max=self.sigma_max(params["w"]))
-
-
-def health(stats: GradStats) -> list[str]:
-    """Status words for the through-time figures (shown beside colours, never instead)."""
-    words = []
-    dh = stats.dh_norms
-    if len(dh) > 1 and dh[-1] > 0:
-        # how much of the last step's gradient survives back to the first step
-        decay = dh[0] / dh[-1]
-        if stats.transmission_gmean < 0.5 and decay < 0.05:
-            words.append("VANISHING")
-    if stats.transmission_gmean > 1.5 or stats.total.norm_pre > 1e3:
-        words.append("EXPLODING")
-    if stats.saturation > 0.25:
-        words.append("SATURATED")
-    return words
+                         sigma_max=self.sigma_max(params["w"]), clip_rate=sum(self._fired) / len(self._fired),
+                         clip_window=len(self._fired))
 
 
 class History:

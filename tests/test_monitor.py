@@ -144,12 +144,14 @@ def test_sigma_max_warm_start_and_lower_bound():
     assert Monitor(8).sigma_max(np.zeros((8, 8))) == 0.0
 
 
-def test_health_words():
+def test_health_words_follow_their_figures():
+    # (each regime on constructed weights: tests/test_reach.py)
     stats, *_ = _step("none", 1.0, grad_scale=1.0)
-    assert "EXPLODING" in health(dataclasses.replace(stats, total=dataclasses.replace(stats.total, norm_pre=1e4)))
-    assert "SATURATED" in health(dataclasses.replace(stats, saturation=0.5))
-    vanishing = dataclasses.replace(stats, transmission_gmean=0.1, dh_norms=np.array([1e-4, 1e-2, 1.0]))
-    assert "VANISHING" in health(vanishing)
+    assert "SATURATED" in health(dataclasses.replace(stats, saturation=0.95), None)
+    assert "SATURATED" not in health(dataclasses.replace(stats, saturation=0.85), None)
+    # a large all-losses gradient norm is not, by itself, a gradient exploding through time
+    assert health(dataclasses.replace(stats, saturation=0.0, total=dataclasses.replace(stats.total, norm_pre=1e4)),
+                  None) == []
 
 
 # -- History -------------------------------------------------------------------------------------------
