@@ -2,7 +2,7 @@
 
 Runs the lecture's recipe (N(0, 0.01²) init, Adagrad lr 0.1, element clip ±5) at batch 32 and
 at batch 1, and the defaults (U(±1/√H) init, Adam lr 5e-3, global clip 5) at batch 32, printing
-the loss, update/weight ratios, tanh saturation, σmax(w) and the per-step transmission ratio
+the loss, update/weight ratios, tanh saturation, σmax(w) and the gradient reach's per-step factor
 at chosen steps.
 
     python -m benchmarks.recipes [--corpus PATH] [--steps 600]
@@ -23,6 +23,7 @@ def run(corpus: Corpus, name: str, steps: int, batch_size: int, **settings) -> d
     hyper = HyperParams(sample_every=0, val_every=0, **settings)
     cfg = TrainConfig(hidden_size=128, seq_length=25, batch_size=batch_size, init=init, hyper=hyper)
     t = Trainer(corpus, cfg)
+    t.reach_every = 1  # the reach at every reported step
     print(f"\n{name}: B={batch_size}, init {init}, {hyper.optimizer} lr {hyper.lr:g}, "
           f"clip {hyper.clip_mode} {hyper.clip:g}")
     print(f"{'step':>6} {'loss':>7} {'ema':>7} {'Δw/w':>8} {'Δu/u':>8} {'Δv/v':>8} {'sat':>6} {'σmax(w)':>8} "
@@ -35,7 +36,7 @@ def run(corpus: Corpus, name: str, steps: int, batch_size: int, **settings) -> d
         if t.step in REPORT_AT or t.step == steps:
             print(f"{t.step:6d} {t.loss:7.3f} {t.loss_ema:7.3f} {s.param('w').update_ratio:8.2e} "
                   f"{s.param('u').update_ratio:8.2e} {s.param('v').update_ratio:8.2e} {s.saturation:6.1%} "
-                  f"{s.sigma_max:8.2f} {s.transmission_gmean:7.3f} {s.total.norm_pre:8.3g}")
+                  f"{s.sigma_max:8.2f} {t.reach.factor:7.3f} {s.total.norm_pre:8.3g}")
     return {"name": name, "loss_ema": t.loss_ema, "val": t.validate()}
 
 

@@ -17,7 +17,7 @@ round (``--rounds``), and their medians:
 The GEMM-bound limit is the FLOPs of forward + BPTT per character, 6H² + 6VH (the four products
 with w and the three with v, 2 FLOPs per multiply-add), divided by the better GEMM rate: what a
 trainer doing nothing but those products at that rate would reach. "monitor" is the share of
-our step spent in Monitor.pre_clip and Monitor.measure.
+our step spent in Monitor.pre_clip, Monitor.measure and Monitor.reach (the gradient reach, every 10 steps).
 
 Then (unless --no-ui / --no-memory): the cost of the terminal app (benchmarks/ui_overhead.py),
 and corpus loading and step memory (benchmarks/memory.py). A summary checks the performance
@@ -57,7 +57,7 @@ def build_ours(corpus_path: str, H: int, T: int, B: int, dtype: str = "float32",
     trainer = Trainer(corpus, TrainConfig(hidden_size=H, seq_length=T, batch_size=B, dtype=dtype, hyper=HYPER))
     clock = {"monitor": 0.0, "total": 0.0, "diverged": 0}
     mon = trainer.monitor
-    for name in ("pre_clip", "measure"):
+    for name in ("pre_clip", "measure", "reach"):
         def timed(*args, _f=getattr(mon, name), **kwargs):
             t = time.perf_counter()
             try:

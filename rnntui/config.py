@@ -99,7 +99,7 @@ class HyperParams:
     lr: float = 5e-3
     optimizer: str = "adam"
     clip_mode: str = "global"
-    clip: float = 5.0
+    clip: float = 30.0  # global ‖g‖: fires on spikes, not on every step (README "Clipping")
     temperature: float = 0.8
     sample_length: int = 200
     sample_every: int = 100

@@ -29,11 +29,14 @@ class Inspection:
     inputs: np.ndarray  # (B, T)
     targets: np.ndarray  # (B, T)
     h0: np.ndarray  # (H, B), the state the batch started from
+    sigma_max: float = float("nan")  # σmax(w) of these weights, exact (SVD)
+    reach: object = None  # monitor.Reach of these weights and this batch (the trainer fills it in)
 
     @classmethod
     def from_arrays(cls, step: int, model: CharRNN, inputs, targets, h0) -> Inspection:
-        return cls(step, model.astype(np.float64), np.array(inputs), np.array(targets),
-                   np.asarray(h0, np.float64).copy())
+        m = model.astype(np.float64)
+        return cls(step, m, np.array(inputs), np.array(targets), np.asarray(h0, np.float64).copy(),
+                   sigma_max=float(np.linalg.norm(m.params["w"], 2)))
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,14 @@ def metrics_record(t: Trainer) -> dict:
         rec["grad"] = {p.name: {"pre": p.norm_pre, "post": p.norm_post, "max_abs": p.max_abs,
                                 "clip_frac": p.clip_frac, "update_ratio": p.update_ratio}
                        for p in g.params + (g.total,)}
-        rec.update(sigma_max=g.sigma_max, saturation=g.saturation, transmission=g.transmission_gmean,
+        rec.update(sigma_max=g.sigma_max, saturation=g.saturation, clip_rate=g.clip_rate,
                    dh_norms=[float(x) for x in g.dh_norms])
+    r = t.reach
+    if r is not None:
+        rec["reach"] = {"step": r.step, "lag": r.lag, "factor": r.factor, "ratios": [float(x) for x in r.ratios]}
+    figures = t.recall.latest if t.recall is not None else None
+    if figures is not None:  # copy loss per distance k, for corpora in recall.txt's format
+        rec["recall"] = figures.to_dict()
     return rec
 
 
@@ -177,32 +183,32 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     why = trainer.message  # saving below replaces trainer.message
     if lost and out is sys.stdout:
         _silence_stdout()
-    saved, where = None, ""
-    if trainer.checkpoint_path:
-        if state in (DIVERGED, CRASHED) or trainer.saved_step != trainer.step:
-            saved, failure = save_or_rescue(trainer)
-            where = _where(saved, failure)
-        else:
-            saved = trainer.checkpoint_path
-    failed = saved != trainer.checkpoint_path  # the configured save did not happen
+    failure = None  # why the configured save did not happen
+    if trainer.checkpoint_path and (state in (DIVERGED, CRASHED) or trainer.saved_step != trainer.step):
+        _, failure = save_or_rescue(trainer)
+
+    def where(saved_as: str) -> str:
+        """Where the training is kept, or that it is not, as the end of the last line."""
+        if failure:
+            return _where(trainer.saved_path if trainer.saved_step == trainer.step else None, failure)
+        if trainer.saved_path and trainer.saved_step == trainer.step:
+            return f"; {saved_as} {trainer.saved_path}"
+        return f"; {save_note(trainer, NO_CHECKPOINT)}"
+
     if state == DIVERGED:
-        _warn(f"rnntui: training diverged: {why}"
-              + (f"; last finite parameters saved to {saved}" if saved and not failed else where))
+        _warn(f"rnntui: training diverged: {why}{where('last finite parameters saved to')}")
         return EXIT_FAILED
     if state == CRASHED:
         _warn(trainer.error or "")
-        _warn(f"rnntui: the trainer crashed: {why}" + (f"; checkpoint saved to {saved}" if saved and not failed
-                                                        else where))
+        _warn(f"rnntui: the trainer crashed: {why}{where('checkpoint saved to')}")
         return EXIT_FAILED
     if lost:
-        _warn(f"rnntui: output closed ({lost['why']}): stopped at step {trainer.step}"
-              + (f"; checkpoint saved to {saved}" if saved and not failed else where))
+        _warn(f"rnntui: output closed ({lost['why']}): stopped at step {trainer.step}{where('checkpoint saved to')}")
         return EXIT_FAILED
-    if failed:
-        _warn(f"rnntui: error: stopped at step {trainer.step}{where}")
+    if failure:
+        _warn(f"rnntui: error: stopped at step {trainer.step}{where('')}")
         return EXIT_FAILED
-    if trainer.saved_step is not None and trainer.checkpoint_path:
-        say(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})")
+    say(save_note(trainer, NO_CHECKPOINT))
     say(f"done: {trainer.step} steps, loss {trainer.loss_ema:.3f} nats/char (ema)" if trainer.loss_ema is not None
         else f"done: {trainer.step} steps")
     return EXIT_FAILED if lost else EXIT_OK
@@ -215,12 +221,37 @@ def save_or_rescue(trainer: Trainer, path: str | None = None) -> tuple[str | Non
     run, when the trainer thread has stopped: whatever can be kept is kept.
     """
     path = path or trainer.checkpoint_path
-    if trainer.save(path):
-        return path, None
+    saved = trainer.save(path)  # (to a free name beside path when that file is another run's)
+    if saved:
+        return saved, None
     last = trainer.changes[-1].text if trainer.changes else ""
     why = last if "NOT saved" in last else f"checkpoint NOT saved to {path}"
     rescue = str(Path(tempfile.gettempdir()) / f"{Path(path).stem}.rescue-{os.getpid()}.npz")
-    return (rescue if trainer.save(rescue) else None), why
+    return trainer.save(rescue), why
+
+
+#: What :func:`save_note` adds headless, where only ``--checkpoint`` (or ``--resume``) saves.
+NO_CHECKPOINT = "no --checkpoint PATH given"
+
+
+def save_note(trainer: Trainer, unsaved_because: str = "") -> str:
+    """The line that ends a run: where its training was saved, "checkpoint: PATH (step N)", and what was not,
+    "not saved: N steps discarded" (``unsaved_because`` in brackets after it)."""
+    snap = trainer.latest  # a view's trainer may be behind its snapshots (a training process that died)
+    step = max(trainer.step, snap.step if snap else 0)
+    saved_step, saved_path = trainer.saved_step, trainer.saved_path
+    if snap is not None and snap.saved_step is not None and (saved_step is None or snap.saved_step > saved_step):
+        saved_step, saved_path = snap.saved_step, snap.saved_path
+    because = f" ({unsaved_because})" if unsaved_because else ""
+    if saved_step is None or saved_path is None:
+        return f"not saved: {_steps(step)} discarded{because}" if step else "not saved: no step was trained"
+    note = f"checkpoint: {saved_path} (step {saved_step})"
+    return note + (f"; not saved: the last {_steps(step - saved_step)} discarded{because}" if step > saved_step
+                   else "")
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" + ("" if n == 1 else "s")
 
 
 def _where(saved: str | None, failure: str | None) -> str:

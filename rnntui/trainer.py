@@ -7,8 +7,10 @@ the immutable :class:`Snapshot` objects it publishes. Nothing here imports a UI.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
+import secrets
 import threading
 import time
 import traceback
@@ -21,9 +23,10 @@ import numpy as np
 
 from .config import ConfigError, HyperParams, TrainConfig
 from .corpus import BatchStream, Corpus
-from .model import PARAM_NAMES, CharRNN
-from .monitor import GradStats, History, Monitor
+from .model import PARAM_NAMES, SATURATION_LEVEL, CharRNN
+from .monitor import GradStats, History, Monitor, Reach
 from .optim import clip_grads, make_optimizer
+from .recall import RecallFigures, RecallProbe
 
 # -- commands (the control channel) ---------------------------------------------
 
@@ -109,22 +112,30 @@ class Snapshot:
     config: TrainConfig
     grad: GradStats | None
     history: dict = field(repr=False)  # name -> (steps, values)
+    reach: Reach | None = None  # how far one loss's gradient reaches back (measured every reach_every steps)
+    discarded: str | None = None  # set after a divergence: which of the figures are of the discarded update
     samples: tuple[Sample, ...] = ()
     changes: tuple[Change, ...] = ()
     message: str = ""
     error: str | None = None
     checkpoint_path: str | None = None
     saved_step: int | None = None
+    saved_path: str | None = None  # where the last save went (another name than checkpoint_path: see save())
     vocab_size: int = 0
     corpus_path: str = ""
     time: float = 0.0  # time.monotonic() when published (one clock for every process on the machine)
+    recall: RecallFigures | None = None  # copy loss per distance k (corpora in recall.txt's format only)
 
 
-HISTORY_NAMES = ("loss", "loss_ema", "val_loss", "lr", "sigma_max", "saturation", "transmission") + tuple(
+HISTORY_NAMES = ("loss", "loss_ema", "val_loss", "lr", "sigma_max", "saturation", "reach_factor") + tuple(
     f"{kind}:{name}" for name in PARAM_NAMES + ("total",) for kind in ("pre", "post", "ratio")
 )
 
 EMA_DECAY = 0.98
+#: The gradient's reach costs one extra backward pass of the recurrence (~1.2 ms, ~18 % of a step at
+#: 128/25/32), so it is measured every this many steps: < 1 % of the training time, still several
+#: times a second, faster than the screen redraws (benchmarks/throughput.py, "monitor").
+REACH_EVERY = 25
 #: A loss per character this many times ln V (an untrained model's) counts as diverged, even if finite.
 EXPLODED_FACTOR = 20.0
 
@@ -161,17 +172,26 @@ class Trainer:
         self.val_loss: float | None = None
         self.val_step: int | None = None
         self.grad: GradStats | None = None
+        self.reach: Reach | None = None
+        self.reach_every = REACH_EVERY
+        self.discarded: str | None = None
         self.history = {name: History() for name in HISTORY_NAMES}
         self.samples: deque[Sample] = deque(maxlen=50)
         self.changes: deque[Change] = deque(maxlen=200)
         self.message = ""
         self.error: str | None = None
         self.saved_step: int | None = None
+        self.saved_path: str | None = None
+        # A save replaces only this run's own files: those whose header carries this id (kept across
+        # resumes), and those claimed when the run started (checkpoint.claim); see checkpoint.destination.
+        self.run_id = secrets.token_hex(8)
+        self.claimed: dict = {}
         self._before_update = {k: p.copy() for k, p in self.model.params.items()}
         self._last_batch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._controls: queue.SimpleQueue = queue.SimpleQueue()
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._val_batches = self._make_val_batches()
+        self.recall = RecallProbe.for_corpus(corpus, config.seq_length, config.val_chars)  # None: not recall format
         self._version = 0
         self.latest: Snapshot | None = None
         self._max_steps: int | None = None
@@ -280,6 +300,10 @@ class Trainer:
         self.loss_ema = self.loss if self.loss_ema is None else EMA_DECAY * self.loss_ema + (1 - EMA_DECAY) * self.loss
         stats = self.monitor.measure(step, pre, grads, deltas, self.model.params, diag, hp.clip_mode, hp.clip, scale)
         self.grad = stats
+        self.discarded = None
+        if self.reach is None or step % self.reach_every == 0:
+            # on the weights this step's pass ran on (kept in _before_update), before validation reuses the buffers
+            self.reach = self.monitor.reach(step, self._before_update["w"], self._before_update["v"], diag, targets)
         self._record(stats)
         if hp.val_every and step % hp.val_every == 0:
             self.validate()
@@ -298,7 +322,8 @@ class Trainer:
         h["lr"].append(step, self.hyper.lr)
         h["sigma_max"].append(step, s.sigma_max)
         h["saturation"].append(step, s.saturation)
-        h["transmission"].append(step, s.transmission_gmean)
+        if self.reach is not None and self.reach.step == step:
+            h["reach_factor"].append(step, self.reach.factor)
         for p in s.params + (s.total,):
             h[f"pre:{p.name}"].append(step, p.norm_pre)
             h[f"post:{p.name}"].append(step, p.norm_post)
@@ -318,10 +343,31 @@ class Trainer:
             kept = self.step - 1
         self._note(f"DIVERGED at step {step}: {what}; kept the parameters of step {kept} "
                    "(the last with a healthy loss) — lower lr or turn clipping on, then resume")
+        self._measure_kept(kept)
         return None
 
+    def _measure_kept(self, kept: int) -> None:
+        """After a divergence: σmax(w), saturation and the reach of the parameters kept, on the last batch, so
+        the panels show the weights training goes on from; the gradient figures stay those of the last
+        measured update, and ``discarded`` says so."""
+        if self._last_batch is None:
+            return
+        m = self.model.astype(np.float64)
+        inputs, targets, h0 = self._last_batch
+        with np.errstate(all="ignore"):
+            self.reach = self.monitor.reach_on(kept, m, inputs, targets, h0)
+            hs = m.states(inputs, h0)[1:]
+            saturation = float(np.mean(np.abs(hs) > SATURATION_LEVEL))
+            sigma = float(np.linalg.norm(m.params["w"], 2))
+        if self.grad is not None:
+            self.discarded = (f"gradients of step {self.grad.step}'s update (discarded); σmax, saturation, reach: "
+                              f"of the kept parameters of step {kept}")
+            self.grad = dataclasses.replace(self.grad, sigma_max=sigma, saturation=saturation)
+
     def inspection(self):
-        """A float64 copy of the weights with the batch of the last step (or the next one, before any)."""
+        """A float64 copy of the weights the last step's pass ran on, with its batch (before any step: the
+        weights and the next batch), its gradient's reach and its exact σmax(w). The reach shown on the
+        main screen is set to the same figure, so the two views agree."""
         from .derivation import Inspection
 
         if self._last_batch is None:
@@ -329,7 +375,14 @@ class Trainer:
             batch = (inputs, targets, self.h)
         else:
             batch = self._last_batch
-        return Inspection.from_arrays(self.step, self.model, *batch)
+        frozen = self.model.astype(np.float64)
+        for k in PARAM_NAMES:  # the weights the last pass ran on (the update since changed the model's)
+            frozen.params[k][...] = self._before_update[k]
+        ins = Inspection.from_arrays(self.step, frozen, *batch)
+        ins = dataclasses.replace(ins, reach=self.monitor.reach_on(self.step, ins.model, ins.inputs, ins.targets,
+                                                                   ins.h0))
+        self.reach = ins.reach
+        return ins
 
     # -- validation and sampling -------------------------------------------------
     def _make_val_batches(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -343,6 +396,8 @@ class Trainer:
 
     def validate(self) -> float | None:
         """Loss per character on the held-out text (None when there is none)."""
+        if self.recall is not None and self.recall.due(self.step):
+            self.recall.measure(self.model, self.step)
         if not self._val_batches:
             return None
         total = chars = 0.0
@@ -369,8 +424,10 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------
     def save(self, path: str | None = None) -> str | None:
-        """Write a checkpoint (atomically). Failures are reported in ``message``, not raised."""
-        from .checkpoint import CheckpointError, save
+        """Write a checkpoint (atomically) to ``path`` (default: the checkpoint path) and return where it went:
+        when that file is not this run's own, to a free name beside it (``checkpoint.destination``), and the
+        change log says so. Failures are reported in ``message``, not raised."""
+        from .checkpoint import CheckpointError, destination, save
 
         path = path or self.checkpoint_path
         if not path:
@@ -378,13 +435,14 @@ class Trainer:
             return None
         self._last_save_time = time.monotonic()  # also after a failure: the next periodic try waits its turn
         try:
-            save(path, self)
+            where, why = destination(path, self.run_id, self.claimed)
+            save(where, self)
         except CheckpointError as e:
             self._note(f"checkpoint NOT saved: {e}")
             return None
-        self.saved_step = self.step
-        self._note(f"checkpoint saved to {path}")
-        return path
+        self.saved_step, self.saved_path = self.step, where
+        self._note(f"checkpoint saved to {where}" + (f" ({why})" if why else ""))
+        return where
 
     # -- snapshots -----------------------------------------------------------------
     def chars_per_sec(self) -> float:
@@ -399,11 +457,14 @@ class Trainer:
             version=self._version, state=self.state, step=self.step, epoch=self.stream.epoch,
             epoch_progress=self.stream.progress, chars_seen=self.chars_seen, chars_per_sec=self.chars_per_sec(),
             elapsed=self.elapsed, loss=self.loss, loss_ema=self.loss_ema, val_loss=self.val_loss,
-            val_step=self.val_step, hyper=self.hyper, config=self.config, grad=self.grad,
+            val_step=self.val_step, hyper=self.hyper, config=self.config, grad=self.grad, reach=self.reach,
+            discarded=self.discarded,
             history={k: h.arrays() for k, h in self.history.items()}, samples=tuple(self.samples),
             changes=tuple(self.changes), message=self.message, error=self.error,
-            checkpoint_path=self.checkpoint_path, saved_step=self.saved_step, vocab_size=self.corpus.vocab.size,
+            checkpoint_path=self.checkpoint_path, saved_step=self.saved_step,
+            saved_path=self.saved_path, vocab_size=self.corpus.vocab.size,
             corpus_path=self.corpus.path, time=time.monotonic(),
+            recall=self.recall.latest if self.recall is not None else None,
         )
 
     def publish(self) -> Snapshot:
@@ -526,7 +587,7 @@ def _fmt(v) -> str:
 
 def resume_trainer(ckpt, corpus: Corpus, *, hyper_changes: dict | None = None, **kwargs) -> Trainer:
     """A trainer continuing from checkpoint ``ckpt`` (``corpus`` must use the checkpoint's vocabulary)."""
-    from .checkpoint import restore
+    from .checkpoint import claim, restore
 
     if corpus.vocab != ckpt.vocab:
         raise ConfigError("the corpus must be encoded with the checkpoint's vocabulary to resume")
@@ -534,4 +595,5 @@ def resume_trainer(ckpt, corpus: Corpus, *, hyper_changes: dict | None = None, *
     cfg = TrainConfig.from_dict({**ckpt.config.to_dict(), "hyper": hyper.__dict__})
     trainer = Trainer(corpus, cfg, **kwargs)
     restore(trainer, ckpt)
+    trainer.claimed.update(claim(ckpt.path))  # saving back into the file it came from is continuing it
     return trainer

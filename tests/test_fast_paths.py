@@ -205,18 +205,6 @@ def test_saturation_counted_in_the_pass_is_the_monitors_figure():
     assert _saturation(diag.hs) == n / diag.hs.size
 
 
-def test_transmission_in_plain_floats_is_numpys_division():
-    from rnntui.monitor import _transmission
-
-    carry = np.array([0.5, 0.0, 2.0, np.nan, 3.0, 1.0, 0.0])
-    dh = np.array([1.0, 0.0, 0.0, 1.0, np.inf, np.nan, 2.0])
-    trans, gmean = _transmission(carry, dh)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        np.testing.assert_array_equal(trans, carry / dh)
-    assert gmean == pytest.approx(0.5)  # 0.5 is the only finite value above 0
-    assert _transmission(np.zeros(3), np.ones(3))[1] == 0.0
-
-
 def test_returned_arrays_survive_the_next_pass():
     model, x, y, h0 = gradcheck.random_problem(seed=5)
     loss, grads, h_last, diag = model.loss_and_grads(x, y, h0)

@@ -196,3 +196,29 @@ def test_trainer_measures_reach_every_few_steps_and_the_inspection_agrees(make_t
     assert ins.reach.step == t.step and t.reach is ins.reach
     np.testing.assert_allclose(ins.reach.ratios, periodic.ratios, rtol=1e-9)
     assert ins.sigma_max == pytest.approx(np.linalg.norm(ins.model.params["w"], 2))
+
+
+def test_after_a_divergence_the_panels_show_the_kept_parameters(make_trainer):
+    t = make_trainer(hidden_size=12, batch_size=3, seq_length=8, lr=1000, optimizer="sgd", clip_mode="none",
+                     dtype="float32")
+    for _ in range(50):
+        if t.train_step() is None:
+            break
+    assert t.state == "diverged"
+    kept_w = np.array(t.model.params["w"])
+    assert np.isfinite(kept_w).all()
+    snap = t.snapshot()
+    # σmax and saturation are those of the kept weights (exact), not of the update that was undone
+    assert snap.grad.sigma_max == pytest.approx(np.linalg.norm(kept_w, 2), rel=1e-9)
+    inputs, targets, h0 = t._last_batch
+    hs = t.model.astype(np.float64).states(inputs, h0)[1:]
+    assert snap.grad.saturation == pytest.approx(np.mean(np.abs(hs) > 0.99))
+    assert snap.reach is not None
+    np.testing.assert_allclose(snap.reach.ratios,
+                               Reach.from_log_norms(0, t.model.astype(np.float64).last_loss_back(inputs, targets, h0))
+                               .ratios)
+    assert snap.discarded and "discarded" in snap.discarded and "kept" in snap.discarded
+    # the next healthy step clears it
+    t.set_hyper(lr=1e-3)
+    t.state = "running"
+    assert t.train_step() is not None and t.snapshot().discarded is None

@@ -21,9 +21,10 @@ from textual.widgets import Footer, Static
 from ... import gradcheck
 from ...corpus import printable
 from ...derivation import Inspection, StepTerms, gradient_from_last_step, source_lines, step_terms
+from ...monitor import REACH_LEVEL, health
 from ...trainer import Inspect
 from ..widgets.text import num
-from ..widgets.timeflow import bars
+from ..widgets.timeflow import bars, lag_axis, reach_bars, reach_summary, status_markup
 
 GREEN_BELOW = gradcheck.THRESHOLD
 
@@ -33,7 +34,7 @@ def _norm(a) -> float:
 
 
 class DerivationScreen(Screen):
-    """eq-1 … eq-13 on the live model; ←/→ pick the step, b/B the sequence, v verifies, g shows ‖∂E_T/∂h_k‖."""
+    """eq-1 … eq-13 on weights frozen at one step; ←/→ pick the step, b/B the sequence, v verifies, r refreshes."""
 
     BINDINGS = [
         Binding("escape,d", "app.pop_screen", "back"),
@@ -115,15 +116,16 @@ class DerivationScreen(Screen):
     def render_terms(self) -> None:
         ins = self.ins
         snap = self.trainer.latest
-        sigma = snap.grad.sigma_max if snap is not None and snap.grad is not None else float("nan")
-        st = step_terms(ins, self.t, self.b, sigma)
+        st = step_terms(ins, self.t, self.b, ins.sigma_max)  # every number from the same frozen weights
         self.t = st.t
         B, T = ins.inputs.shape
         self.query_one("#deriv-head", Static).update(
-            f"[b]Derivation on the live model[/] · weights of step {ins.step} · sequence b={st.b + 1}/{B} · "
+            f"[b]Derivation[/] · [$warning b]frozen at step {ins.step}[/]{self.behind(snap, ins)} · "
+            f"sequence b={st.b + 1}/{B} · "
             f"step t={st.t + 1}/{T}: input {self.char(st.x)} → target {self.char(st.y)} · "
             f"Eₜ = −log ŷₜ\\[y] = {st.loss_t:.3f}\n"
-            "[dim]←/→ step · b/B sequence · v verify · r fresh weights · esc back · values for one sequence "
+            "[dim]←/→ step · b/B sequence · v verify · r refresh (weights of the latest step) · esc back · "
+            "values for one sequence "
             "(the trainer averages gradients over the B sequences)[/]")
         self.query_one("#deriv-eqs", Static).update("\n".join(self.equations(st)))
         self.render_time()
@@ -185,27 +187,52 @@ class DerivationScreen(Screen):
     def shape(self, name: str) -> str:
         return "×".join(map(str, self.ins.model.params[name].shape))
 
+    @staticmethod
+    def behind(snap, ins: Inspection) -> str:
+        """`` (training is at step M: r refreshes)`` when the trainer has moved on since the freeze."""
+        if snap is None or snap.step == ins.step:
+            return ""
+        return f" [dim](training is at step {snap.step}: r refreshes)[/]"
+
     def render_time(self) -> None:
-        norms = gradient_from_last_step(self.ins, self.b)
-        T = len(norms) - 1
+        ins = self.ins
+        B, T = ins.inputs.shape
+        lines = ["", "[b $primary]── gradient through time[/]  the window's last loss alone, followed back "
+                 "(eq-7 then eq-12/13 at every step)"]
+        reach = ins.reach
+        if reach is not None:
+            width = max(8, min(2 * T, 60))
+            bar = reach_bars(reach.ratios, width)
+            lines += [
+                f"  all {B} sequences, as on the main screen's reach panel: ‖∂E_T/∂h_(T−d)‖ / ‖∂E_T/∂h_T‖, "
+                "log, █ = 1 … ▁ = 1e-4, · below, ▲ above 1",
+                f"  [$accent]{bar}[/]",
+                f"  [dim]{lag_axis(T, len(bar))}[/]",
+                f"  {reach_summary(reach)} (first lag below {100 * REACH_LEVEL:.0f}%) · h₀ keeps "
+                f"{num(reach.to_h0).strip()} · σmax(w) {num(ins.sigma_max).strip()} · "
+                f"status {status_markup([w for w in health(None, reach)])}",
+            ]
+        norms = gradient_from_last_step(ins, self.b)
         line, lo, hi = bars(norms[1:], max(8, min(T, 60)))
         decay = norms[1] / norms[T] if norms[T] > 0 else float("nan")
         rows = "  ".join(f"k={k}:{num(norms[k], 6).strip()}" for k in (T, max(T - 1, 1), max(T // 2, 1), 1, 0))
-        self.query_one("#deriv-time", Static).update("\n".join([
-            "",
-            "[b $primary]── gradient through time[/]  ‖∂E_T/∂h_k‖: the last step's loss alone, back to k = 1 "
-            "(log scale, k = T on the right)",
+        lines += [
+            f"  sequence b={self.b + 1} alone, ‖∂E_T/∂h_k‖ (log, k = T on the right):",
             f"  [$accent]{line}[/]   {num(lo).strip()} … {num(hi).strip()}",
             f"  {rows}   (h₁ keeps {num(decay).strip()} of it)",
             "  Each step back multiplies by diag(1 − h_k²)·wᵀ, whose size is at most σmax(w)·max(1 − h_k²):",
             "  below 1 the gradient vanishes geometrically, above 1 it can explode.",
-        ]))
+        ]
+        self.query_one("#deriv-time", Static).update("\n".join(lines))
 
     # -- verify ----------------------------------------------------------------------
     def action_verify(self) -> None:
         if self.ins is None:
             return
-        self.query_one("#deriv-verify", Static).update("[b]verify[/]: running finite differences in float64…")
+        box = self.query_one("#deriv-verify", Static)
+        box.update(f"[b]verify[/]: [$warning b]working…[/] finite differences in float64 on the weights frozen at "
+                   f"step {self.ins.step}, every tensor (a few seconds)")
+        box.scroll_visible(top=True)
         self.verify(self.ins, self.t, self.b)
 
     @work(thread=True, exclusive=True, group="verify")
@@ -227,4 +254,6 @@ class DerivationScreen(Screen):
         verdict = ("[$success b]every equation passes[/]" if passed == len(results)
                    else f"[$error b]{len(results) - passed} of {len(results)} FAIL[/]")
         lines.append(f"  {verdict} (relative error below {GREEN_BELOW:g})")
-        self.query_one("#deriv-verify", Static).update("\n".join(lines))
+        box = self.query_one("#deriv-verify", Static)
+        box.update("\n".join(lines))
+        self.call_after_refresh(box.scroll_visible, top=True)  # the results, in view

@@ -1,17 +1,31 @@
-"""TimeFlow: how the gradient flows back through the T steps of the latest batch."""
+"""TimeFlow: how far one loss's gradient reaches back through the T steps of the window.
+
+The headline is the gradient *reach* (monitor.Reach): the window's last loss alone, followed back
+lag by lag, ‖∂E_T/∂h_{T−d}‖ / ‖∂E_T/∂h_T‖ as log bars on a fixed axis (█ = 1, ▁ = 1e-4), with the
+geometric-mean factor per step back and the lag at which it falls below 1 %. Below it, clearly
+labelled, the all-losses ‖∂E/∂hₜ‖, which every step's own loss refills and so never shows vanishing.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from textual.widgets import Static
 
-from ...monitor import health
+from ...monitor import Reach, causes, health
 from ...trainer import Snapshot
-from .text import BLOCKS, num
+from .text import BLOCKS, num, sparkline
+
+#: The bottom of the reach bars' log axis: ▁ is this share of the start, a ratio below it is "·".
+REACH_FLOOR = 1e-4
+#: The glyph of a lag whose gradient is larger than at the start (it grows going back).
+ABOVE = "▲"
+BELOW = "·"
 
 
 def bars(values: np.ndarray, width: int) -> tuple[str, float, float]:
-    """One block per time step (log scale), newest step on the right."""
+    """One block per entry (log scale between the series' own min and max), at most ``width`` of them."""
     v = np.asarray(values, dtype=float)
     if len(v) > width:
         idx = np.linspace(0, len(v) - 1, width).round().astype(int)
@@ -20,37 +34,96 @@ def bars(values: np.ndarray, width: int) -> tuple[str, float, float]:
         lv = np.log10(np.where(v > 0, v, np.nan))
     finite = lv[np.isfinite(lv)]
     if finite.size == 0:
-        return "·" * len(v), 0.0, 0.0
+        return BELOW * len(v), 0.0, 0.0
     lo, hi = float(finite.min()), float(finite.max())
     span = max(hi - lo, 1e-12)
-    s = "".join("·" if not np.isfinite(x) else BLOCKS[int((x - lo) / span * (len(BLOCKS) - 1) + 0.5)] for x in lv)
+    s = "".join(BELOW if not np.isfinite(x) else BLOCKS[int((x - lo) / span * (len(BLOCKS) - 1) + 0.5)] for x in lv)
     return s, 10**lo, 10**hi
 
 
-class TimeFlow(Static):
-    """‖∂E/∂h_t‖ for t = 1…T, the per-step transmission ratio, σmax(w) and tanh saturation."""
+def reach_bars(ratios: np.ndarray, width: int) -> str:
+    """The reach ratios as log bars on the fixed axis REACH_FLOOR … 1, lag 0 on the left.
 
-    BORDER_TITLE = "through time"
+    Each lag gets ``width // T`` cells (at least one; lags are picked evenly when T > width). A ratio
+    above 1 is ▲, one below REACH_FLOOR (or 0, or NaN) is ·.
+    """
+    r = np.asarray(ratios, dtype=float)
+    if width <= 0 or r.size == 0:
+        return ""
+    if len(r) > width:
+        r = r[np.linspace(0, len(r) - 1, width).round().astype(int)]
+    cells = max(1, width // len(r))
+    top = len(BLOCKS) - 1
+    out = []
+    for x in r.tolist():
+        if not x >= REACH_FLOOR:
+            g = BELOW
+        elif x > 1.0 + 1e-9:
+            g = ABOVE
+        else:
+            g = BLOCKS[min(top, max(0, int(math.log10(x) / -math.log10(REACH_FLOOR) * top + top + 0.5)))]
+        out.append(g * cells)
+    return "".join(out)
+
+
+def lag_axis(T: int, width: int) -> str:
+    """``d=0 … steps back … d=T−1`` under bars of ``width`` cells (empty when it does not fit)."""
+    right = f"d={T - 1}"
+    if width < 8:
+        return ""
+    mid = " steps back → "
+    gap = width - 3 - len(right)
+    if gap >= len(mid) + 2:
+        return "d=0" + mid.center(gap) + right
+    return "d=0" + " " * max(1, gap) + right
+
+
+def reach_summary(reach: Reach, width: int = 80) -> str:
+    """``reach 12 of 25 · ×0.68/step back`` (or ``reach beyond T``), shortened to fit ``width``."""
+    f = num(reach.factor, 5).strip()
+    long, short = (("beyond T", "beyond T") if reach.lag is None else (f"{reach.lag} of {reach.T}",
+                                                                     f"{reach.lag}/{reach.T}"))
+    for text in (f"reach {long} · ×{f}/step back", f"reach {long} · ×{f}/step", f"reach {short} · ×{f}/step",
+                 f"reach {short} ×{f}"):
+        if len(text) <= width:
+            return text
+    return text
+
+
+def status_markup(words: list[str]) -> str:
+    """The status words as reverse-video labels (the word itself carries the meaning), or OK."""
+    return " ".join(f"[$error reverse] {w} [/]" if w != "SATURATED" else f"[$warning reverse] {w} [/]"
+                    for w in words) or "[$success]OK[/]"
+
+
+class TimeFlow(Static):
+    """Gradient reach of one loss, per-step factor, σmax(w), saturation, status; all-losses ‖∂E/∂hₜ‖ below."""
+
+    BORDER_TITLE = "gradient reach"
 
     def show(self, snap: Snapshot) -> None:
-        g = snap.grad
-        if g is None:
+        g, reach = snap.grad, snap.reach
+        if g is None or reach is None:
             self.update("[dim]waiting for the first step…[/]", layout=False)
             return
         width = max(4, self.content_size.width)
-        T = len(g.dh_norms)
-        line, lo, hi = bars(g.dh_norms, width)
-        words = health(g)
-        status = " ".join(f"[$error reverse] {w} [/]" if w != "SATURATED" else f"[$warning reverse] {w} [/]"
-                          for w in words) or "[$success]OK[/]"
-        decay = g.dh_norms[0] / g.dh_norms[-1] if g.dh_norms[-1] > 0 else float("nan")
-        self.border_title = f"‖∂E/∂hₜ‖ t=1…{T}, log"
-        gap = max(1, len(line) - 6)
-        self.update("\n".join([
+        line = reach_bars(reach.ratios, width)
+        at = "" if reach.step == snap.step else f" @{reach.step}"
+        self.border_title = f"reach of one loss, log{at}"
+        self.border_subtitle = f"█ 1 ▁ {REACH_FLOOR:.0e} {BELOW} less"
+        words = health(g, reach)
+        why = causes(g, reach)
+        shown = sum(len(w) + 3 for w in words) if words else 3  # " WORD " labels and the spaces between
+        why = why if why and "SATURATED" not in words and shown + len(why) + 3 <= width else ""
+        label = "status " if 7 + shown + (len(why) + 3 if why else 0) <= width else ""
+        status = label + status_markup(words) + (f" [dim]← {why}[/]" if why else "")
+        all_w = max(0, width - 10)
+        lines = [
             f"[$accent]{line}[/]",
-            f"[dim]t=1{'t=T':>{gap + 3}}[/]" if len(line) >= 8 else "",
-            f"h₁/h_T {num(decay, 5).strip()} · ×{num(g.transmission_gmean, 5).strip()}/step",
-            f"σmax(w) {num(g.sigma_max, 5).strip()} · sat {100 * g.saturation:.1f}%",
-            f"status {status}",
-            f"[dim]‖∂E/∂hₜ‖ {num(lo, 6).strip()}…{num(hi, 6).strip()}[/]",
-        ]), layout=False)  # fixed height: no relayout
+            f"[dim]{lag_axis(reach.T, len(line))}[/]",
+            reach_summary(reach, width),
+            f"σmax(w) {num(g.sigma_max, 5).strip()} · sat {100 * g.saturation:.0f}%",
+            status,
+            f"[dim]all-loss[/] {sparkline(g.dh_norms, all_w)}" if all_w >= 4 else "",
+        ]
+        self.update("\n".join(lines), layout=False)  # fixed height: no relayout
