@@ -22,12 +22,12 @@ from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
 from .leaks import tidy
+from .screens.changelog import ChangeLogScreen, change_line, is_alert
 from .screens.confirm import ConfirmQuit
 from .screens.derivation import DerivationScreen
 from .screens.help import HelpScreen
@@ -36,13 +36,12 @@ from .widgets.footer import TidyFooter
 from .widgets.gradients import GradientPanel
 from .widgets.loss_plot import LossPlot
 from .widgets.samples import SamplePanel
-from .widgets.status import StatusBar
+from .widgets.status import MessageLine, StatusBar
 from .widgets.timeflow import TimeFlow
 
 CLIP_CYCLE = ("global", "element", "none")
 CLIP_STEPS = tuple(m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5))
 MIN_SIZE = (60, 20)
-ALERT_WORDS = ("DIVERGED", "CRASHED", "NOT saved", "refused")
 
 
 def next_clip(value: float, direction: int) -> float:
@@ -71,6 +70,7 @@ class RnnTuiApp(App[int]):
         Binding("d", "derivation", "deriv", show=False, id="derivation"),
         Binding("ctrl+s", "save", "save", id="save"),
         Binding("l", "toggle_log", "log", show=False, id="log"),
+        Binding("L,shift+l", "changelog", "changes", show=False, id="changelog"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="quit_ctrl_c"),
@@ -88,7 +88,6 @@ class RnnTuiApp(App[int]):
         self.plot_every = plot_every
         self._stop_event = threading.Event()
         self._seen_version = -1
-        self._seen_changes = 0
         self._shown_log: tuple | None = None
         self._ticks = 0
         self._quitting = False
@@ -106,7 +105,7 @@ class RnnTuiApp(App[int]):
                 yield SamplePanel(id="samples")
                 yield Static(id="changelog")
         yield Static(f"terminal too small: rnntui needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
-        yield Static(id="message")
+        yield MessageLine(id="message")
         yield StatusBar(id="status")
         yield TidyFooter(show_command_palette=False)  # Textual's Footer leaks its keys
 
@@ -185,30 +184,25 @@ class RnnTuiApp(App[int]):
             self._show_changes(snap)
 
     def _show_changes(self, snap: Snapshot) -> None:
+        """The latest change on the message line (no toasts: they would cover the figures just changed);
+        an alert in the error colour, marked ⚠. The change log (wide panel, L screen) lists them all."""
         changes = snap.changes
-        new = changes[-(len(changes) - self._seen_changes):] if len(changes) > self._seen_changes else ()
-        if len(changes) < self._seen_changes:  # the bounded log dropped old entries
-            new = changes[-1:]
-        self._seen_changes = len(changes)
-        for c in new:
-            if c.text == "started":
-                continue
-            alert = any(w in c.text for w in ALERT_WORDS)
-            self.notify(f"step {c.step}: {c.text}", severity="error" if alert else "information",
-                        timeout=10 if alert else 4)
-        msg = escape(snap.message)
+        latest = changes[-1] if changes else None
+        alert = latest is not None and is_alert(latest) and snap.message.endswith(latest.text)
+        hints: tuple[str, ...] = ()
         if snap.state == DIVERGED:
-            msg = f"[$error b]{msg}[/] — press h to change settings, space to resume, ctrl+s to save"
+            alert, hints = True, ("press h to change settings, space to resume, ctrl+s to save",
+                                  "h settings · space resume")
         elif snap.state == CRASHED:
             alive = self.worker is not None and self.worker.state == WorkerState.RUNNING
-            msg = f"[$error b]{msg}[/] — training stopped; " + ("ctrl+s to save, q to quit" if alive else "q to quit")
-        shown = (msg, len(changes), changes[-1] if changes else None)
+            alert, hints = True, (("training stopped; ctrl+s to save, q to quit", "ctrl+s save · q quit") if alive
+                                  else ("training stopped; q to quit", "q quit"))
+        shown = (snap.message, hints, alert, len(changes), latest)
         if shown == self._shown_log:  # nothing new: skip the markup parsing and relayout
             return
         self._shown_log = shown
-        self.message_line.update(msg, layout=False)  # both have fixed heights: no relayout
-        self.change_log.update(
-            "\n".join(f"[dim]{c.step:>6}[/] {escape(c.text)}" for c in reversed(changes[-30:])), layout=False)
+        self.message_line.show(snap.message, hints, alert=alert)  # fixed height: no relayout
+        self.change_log.update("\n".join(change_line(c) for c in reversed(changes[-30:])), layout=False)
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
         """Every key's action, findable by name in the command palette (ctrl+p)."""
@@ -224,6 +218,7 @@ class RnnTuiApp(App[int]):
         yield SystemCommand("Derivation: the lecture's equations, live", "d", self.action_derivation)
         yield SystemCommand("Save checkpoint", f"ctrl+s → {self.save_path}", self.action_save)
         yield SystemCommand("Loss plot log / linear", "l", self.action_toggle_log)
+        yield SystemCommand("Change log: every change with its step", "L", self.action_changelog)
         yield SystemCommand("What the figures mean", "?", self.action_help)
 
     # -- commands ----------------------------------------------------------------
@@ -265,6 +260,10 @@ class RnnTuiApp(App[int]):
         self.loss_plot.toggle_log()
         if self.snapshot is not None:
             self.loss_plot.show(self.snapshot)
+
+    def action_changelog(self) -> None:
+        if not isinstance(self.screen, ChangeLogScreen):
+            self.push_screen(ChangeLogScreen(lambda: self.snapshot))
 
     def action_derivation(self) -> None:
         self.push_screen(DerivationScreen(self.trainer))

@@ -23,7 +23,7 @@ from ...corpus import printable
 from ...derivation import Inspection, StepTerms, gradient_from_last_step, source_lines, step_terms
 from ...monitor import REACH_LEVEL, health
 from ...trainer import Inspect
-from ..widgets.text import num
+from ..widgets.text import fixed, num
 from ..widgets.timeflow import bars, lag_axis, reach_bars, reach_summary, status_markup
 
 GREEN_BELOW = gradcheck.THRESHOLD
@@ -134,7 +134,7 @@ class DerivationScreen(Screen):
         g = st.grads
         idx, jac = st.jacobian_top(5)
         jac_head = "      " + "".join(f"{self.char(j):>9}" for j in idx)
-        jac_rows = [f"  {self.char(i):>6}" + "".join(f"{jac[r, c]:9.4f}" for c in range(len(idx)))
+        jac_rows = [f"  {self.char(i):>6}" + "".join(f"{fixed(jac[r, c], 4):>9}" for c in range(len(idx)))
                     for r, i in enumerate(idx)]
         top = " · ".join(f"{self.char(i)}{' (target)' if i == st.y else ''} ŷ {p:.3f} → {d:+.3f}"
                          for i, p, d in st.top_dq(4))

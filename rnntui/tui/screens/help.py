@@ -17,11 +17,14 @@ Magenta lines mark where a setting changed.
 
 **Gradients** — one row per parameter (u input→hidden, w hidden→hidden, v hidden→output, bh, by) and the total.
 - *‖g‖ pre*: L2 norm of the gradient before clipping. Healthy: steady, no spikes of 10× or more.
-- *post*: the norm after clipping (yellow when the clip changed it). Always clipped = threshold too low or lr too high.
+- *post*: the norm after clipping, marked ↓ (in the warning colour) when the clip changed it. Always clipped =
+  threshold too low or lr too high. The title says on how many of the last 100 steps the clip fired.
 - *max|g|*: the largest entry before clipping; element mode clips entries beyond ±threshold.
 - *clip%*: share of entries the clip changed (global mode: 100% when it rescaled, else 0%).
-- *Δp/p*: update-to-weight ratio ‖Δp‖/‖p‖ of the last step. Healthy: about 1e-3; above 1e-1 (red) is too large.
-- The sparkline is ‖g‖ pre over the run, log scale.
+- *Δp/p*: update-to-weight ratio ‖Δp‖/‖p‖ of the last step. Healthy: about 1e-3; above 1e-1 (marked !, in the error
+  colour) is too large.
+- Narrow panels keep ‖g‖ pre, post and Δp/p first. The sparkline is ‖g‖ pre over the run (wide panels add Δp/p),
+  log scale, each row on its own scale.
 
 **Through time** — ‖∂E/∂hₜ‖ of the latest batch for t = 1…T, log scale, newest step on the right.
 - *h₁/h_T*: how much of the gradient at the last step is left at the first. Near 0 = vanishing.
@@ -34,8 +37,10 @@ Magenta lines mark where a setting changed.
 **Samples** — text generated from the current model, continuing the training text, at the shown temperature.
 Control characters are shown escaped; scroll for older samples (tab focuses the panel, then ↑/↓).
 
-**Status bar** — state (RUNNING, PAUSED, DIVERGED, CRASHED, FINISHED), step, epoch progress, train/val loss,
-characters per second, training time, optimizer and lr, clip mode, temperature, checkpoint.
+**Status bar** — state (RUNNING, PAUSED, DIVERGED, CRASHED, FINISHED), step, epoch progress, loss EMA,
+characters per second (only while running), training time, optimizer and lr, clip (±c element, ‖g‖≤c global),
+temperature, save state (saved, saved @step, unsaved). On a narrow terminal the least useful go first.
+The line above it is the latest change; an alert is marked ⚠; a line ending in … (L) continues in the change log.
 
 # Keys
 | key | action |
@@ -50,11 +55,12 @@ characters per second, training time, optimizer and lr, clip mode, temperature, 
 | d | derivation: the lecture's equations on the live model |
 | ctrl+s | save a checkpoint |
 | l | loss plot log / linear |
+| L | change log: every change with its step, whole, live (esc closes) |
 | ctrl+p | command palette |
 | ? | this help |
 | q, ctrl+c | quit (saves first when --checkpoint was given) |
 
-Every change applies at the next step and is listed with its step number.
+Every change applies at the next step and is listed with its step number (L shows the list).
 """
 
 

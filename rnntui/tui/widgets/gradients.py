@@ -1,12 +1,85 @@
-"""GradientPanel: per-parameter gradient figures before and after clipping, with history."""
+"""GradientPanel: per-parameter gradient figures before and after clipping, with history.
+
+The table fits its width without wrapping: columns are kept most useful first (‖g‖ pre, post,
+Δp/p, clip%, max|g|), the room left goes to sparklines over the run (‖g‖ pre, then Δp/p), and
+rows to spare (tall terminals) hold the legend of the marks. A meaning never rests on colour
+alone: a clipped ``post`` is marked ↓, a Δp/p above ``RATIO_ALARM`` is marked !.
+"""
 
 from __future__ import annotations
 
+from textual import events
+from textual.markup import escape
 from textual.widgets import Static
 
 from ...model import PARAM_NAMES
 from ...trainer import Snapshot
-from .text import num, sparkline
+from .text import fit_parts, num, sparkline
+
+RATIO_ALARM = 0.1  # ‖Δp‖/‖p‖ above this is a step too large
+LABEL_W = 3  # "all", "bh", …
+#: (key, header, cells including the leading space and, for post and Δp/p, the mark) in display order
+COLUMNS = (("pre", "‖g‖pre", 7), ("post", "post", 8), ("max", "max|g|", 7), ("clip", "clip%", 6),
+           ("ratio", "Δp/p", 8))
+COLUMN_W = {key: w for key, _, w in COLUMNS}
+KEEP = ("pre", "post", "ratio", "clip", "max")  # which columns stay when the panel is narrow, first to last
+SPARK_MIN = 4
+SPARKS = (("pre", ("‖g‖ pre over the run, log", "‖g‖ pre, log", "‖g‖ pre", "‖g‖")),
+          ("ratio", ("Δp/p over the run, log", "Δp/p, log", "Δp/p")))
+LEGEND = (f"↓ post < pre: the clip changed it · ! Δp/p > {RATIO_ALARM:g}: step too large",
+          f"↓ changed by the clip · ! Δp/p > {RATIO_ALARM:g}", f"↓ clipped · ! Δp/p > {RATIO_ALARM:g}")
+TITLE_STEPS = ("what", "keys", "rate", "mode", "name", "rate", "rate", "mode")
+
+
+def columns_for(width: int) -> list[tuple[str, str, int]]:
+    """The columns that fit in ``width`` cells after the label, most useful kept, in display order."""
+    room, keep = width - LABEL_W, set()
+    for key in KEEP:
+        if COLUMN_W[key] > room:
+            break
+        keep.add(key)
+        room -= COLUMN_W[key]
+    return [c for c in COLUMNS if c[0] in keep]
+
+
+def spark_widths(room: int) -> list[int]:
+    """Cells for each sparkline in ``room`` cells left beside the table (one space before each)."""
+    if room >= 2 * (SPARK_MIN + 1) + 20:  # wide: ‖g‖ pre and Δp/p side by side
+        return [(room - 2) // 2, (room - 2) - (room - 2) // 2]
+    return [room - 1] if room - 1 >= SPARK_MIN else []
+
+
+def cell(p, key: str) -> str:
+    """One figure of a parameter's row, padded to its column (marks and colours included)."""
+    if key == "pre":
+        return " " + num(p.norm_pre, 6)
+    if key == "max":
+        return " " + num(p.max_abs, 6)
+    if key == "clip":
+        return f"{100 * p.clip_frac:.0f}%".rjust(6)
+    if key == "post":
+        text = num(p.norm_post, 6)
+        clipped = p.norm_post < p.norm_pre * 0.999999
+        return f" [$text-warning]{text}↓[/]" if clipped else f" {text} "
+    text = num(p.update_ratio, 6)
+    return f" [$text-error b]{text}![/]" if p.update_ratio > RATIO_ALARM else f" {text} "
+
+
+def title_parts(snap: Snapshot) -> dict[str, tuple[str, ...]]:
+    """The panel title's parts with their forms, longest first ("" = may be dropped)."""
+    hp, g = snap.hyper, snap.grad
+    mode = {"none": ("clipping off", "no clip", ""),
+            "global": (f"global ‖g‖≤{hp.clip:g}", f"‖g‖≤{hp.clip:g}", ""),
+            "element": (f"element ±{hp.clip:g}", f"±{hp.clip:g}", "")}[hp.clip_mode]
+    parts = {"name": ("gradients", "grads"), "what": ("‖g‖ pre→post clip", ""), "mode": mode, "keys": ("([ ])", "")}
+    rate = getattr(g, "clip_rate", None) if g is not None else None
+    if rate is not None and hp.clip_mode != "none":
+        window = getattr(g, "clip_window", None)
+        if window != 0:  # 0: no step counted yet
+            pct = f"{100 * rate:.0f}%"
+            span = (f"of last {window} steps", f"of {window} steps") if window else ("of recent steps",) * 2
+            parts["rate"] = (f"clipped {pct} {span[0]}", f"clipped {pct} {span[1]}", f"{pct} of steps clipped", "")
+    return parts
 
 
 class GradientPanel(Static):
@@ -14,35 +87,44 @@ class GradientPanel(Static):
 
     BORDER_TITLE = "gradients"
 
+    _snap: Snapshot | None = None
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._snap is not None:
+            self.show(self._snap)  # the columns and sparklines follow the width, also while paused
+
     def show(self, snap: Snapshot) -> None:
+        self._snap = snap
         g = snap.grad
-        hp = snap.hyper
-        mode = {"none": "clipping off", "global": f"global ‖g‖≤{hp.clip:g}",
-                "element": f"element ±{hp.clip:g}"}[hp.clip_mode]
-        self.border_title = f"gradients · ‖g‖ pre→post clip · {mode} ([ ])"
+        title = fit_parts(title_parts(snap), max(0, self.size.width - 6), TITLE_STEPS, sep=" · ")
+        self.border_title = escape(" · ".join(title.values()))
         inner = max(0, self.content_size.width)
-        spark_w = max(0, inner - 39)
-        head = f"[b]{'':4}{'‖g‖pre':>7}{'post':>7}{'max|g|':>7}{'clip%':>6}{'Δp/p':>7}[/]"
-        if spark_w >= 4:
-            head += f" [dim]{'‖g‖ pre over the run, log'[:spark_w]}[/]"
-        lines = [head]
+        cols = columns_for(inner)
+        widths = spark_widths(inner - LABEL_W - sum(w for _, _, w in cols))
+        sparks = SPARKS[:len(widths)]
+        head = "".ljust(LABEL_W) + "".join(h.rjust(w - (key in ("post", "ratio"))).ljust(w) for key, h, w in cols)
+        for (_, names), w in zip(sparks, widths, strict=True):
+            name = next((n for n in names if len(n) <= w), "")
+            head += " " + name.ljust(w)
+        lines = [f"[b]{escape(head.rstrip())}[/]"]
         for name in PARAM_NAMES + ("total",):
-            label = "all" if name == "total" else name
+            label = ("all" if name == "total" else name).ljust(LABEL_W)
             if g is None:
-                lines.append(f"{label:4}{'-':>7}{'-':>7}{'-':>7}{'-':>6}{'-':>7}")
+                lines.append(label + "".join("-".rjust(w) for _, _, w in cols))
                 continue
             p = g.total if name == "total" else g.param(name)
-            clipped = p.norm_post < p.norm_pre * 0.999999
-            post = num(p.norm_post, 6)
-            post = f"[$warning]{post}[/]" if clipped else post
-            ratio = num(p.update_ratio, 6)
-            if p.update_ratio > 1e-1:
-                ratio = f"[$error]{ratio}[/]"
-            row = f"{label:4}{num(p.norm_pre, 6)} {post} {num(p.max_abs, 6)}{100 * p.clip_frac:5.0f}% {ratio}"
+            row = label + "".join(cell(p, key) for key, _, _ in cols)
             if name == "total":
                 row = f"[b]{row}[/b]"
-            if spark_w >= 4:
-                _, hist = snap.history.get(f"pre:{name}", (None, []))
-                row += " [$accent]" + sparkline(hist, spark_w) + "[/]"
+            for (key, _), w in zip(sparks, widths, strict=True):
+                _, hist = snap.history.get(f"{key}:{name}", (None, []))
+                row += " [$text-primary]" + sparkline(hist, w) + "[/]"
             lines.append(row)
+        notes = [next((f for f in LEGEND if len(f) <= inner), "")]  # rows to spare (tall terminals)
+        if widths and g is not None:
+            steps, _ = snap.history.get("pre:total", ((), ()))
+            if len(steps):
+                notes.append(f"sparklines: steps {steps[0]:.0f}…{steps[-1]:.0f}, each row on its own log scale")
+        room = self.content_size.height - len(lines)
+        lines += [f"[dim]{escape(n)}[/]" for n in notes[:max(0, room)] if n and len(n) <= inner]
         self.update("\n".join(lines), layout=False)  # fixed height: no relayout

@@ -1,32 +1,160 @@
-"""StatusBar: state, step, progress, speed, time, and the current settings."""
+"""StatusBar and MessageLine: the two one-line rows under the panels, fitted to the width they have.
+
+The status bar holds state, step, loss, speed, time and the current settings. When they do not
+fit, the least useful part is shortened or dropped first (``STATUS_STEPS``), so every part shown
+is whole. The message line shows the latest change; one too long for the row is cut with a mark
+that says where to read it whole (``L``, the change-log screen).
+"""
 
 from __future__ import annotations
 
+from rich.cells import cell_len, set_cell_size
+from textual import events
+from textual.markup import escape
 from textual.widgets import Static
 
-from ...trainer import Snapshot
-from .text import duration
+from ...trainer import RUNNING, Snapshot
+from .text import duration, fit_parts
 
 STATE_STYLE = {"running": "$success", "paused": "$warning", "diverged": "$error", "crashed": "$error",
                "finished": "$primary", "stopped": "$secondary"}
 
+#: The order in which parts give way when the row is too narrow, least useful first; each mention
+#: moves that part to its next shorter form (see ``status_parts``), the last form of most is "gone".
+STATUS_STEPS = ("epoch", "save", "elapsed", "rate", "loss", "clip", "temp", "rate", "clip", "save",
+                "loss", "rate", "temp", "save", "clip", "optimizer", "lr", "clip", "step")
 
-class StatusBar(Static):
+CUT_MARK = "… (L)"  # a cut message: the change-log screen (L) has it whole
+
+
+def _g(x: float) -> str:
+    return f"{x:.3g}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def _clip_forms(mode: str, clip: float) -> tuple[str, ...]:
+    if mode == "none":
+        return ("clip off", "")
+    if mode == "global":
+        return (f"clip global {clip:g}", f"clip ‖g‖≤{clip:g}", f"‖g‖≤{clip:g}", "")
+    return (f"clip element {clip:g}", f"clip ±{clip:g}", f"±{clip:g}", "")
+
+
+def _save_forms(snap: Snapshot) -> tuple[str, ...]:
+    """Whether the training so far is saved: with the path, with the step, as one word."""
+    saved = snap.saved_step
+    if saved is None:
+        word = "unsaved"
+        medium = word
+    elif saved == snap.step:
+        word = medium = "saved"
+    else:
+        word, medium = "unsaved", f"saved @{saved}"
+    full = f"ckpt {snap.checkpoint_path} " + (f"@{saved}" if saved is not None else "unsaved") \
+        if snap.checkpoint_path else medium
+    return (full, medium, word, "")
+
+
+def status_parts(snap: Snapshot) -> dict[str, tuple[str, ...]]:
+    """Each part of the status bar with its forms, longest first ("" = may be dropped), in display order.
+
+    The speed shows only while training runs: a paused, diverged, crashed or finished run has no rate.
+    """
+    hp = snap.hyper
+    parts: dict[str, tuple[str, ...]] = {
+        "state": (f" {snap.state.upper()} ",),
+        "step": (f"step {snap.step}", ""),
+        "epoch": (f"ep {snap.epoch} {100 * snap.epoch_progress:.0f}%", ""),
+    }
+    if snap.loss_ema is not None:
+        parts["loss"] = (f"loss ema {snap.loss_ema:.3f}", f"ema {snap.loss_ema:.3f}", "")
+    rate = snap.chars_per_sec
+    if snap.state == RUNNING and rate > 0:
+        parts["rate"] = (f"{rate / 1000:.1f}k ch/s", f"{rate / 1000:.0f}k ch/s", f"{rate / 1000:.0f}k/s", "")
+    parts["elapsed"] = (duration(snap.elapsed), "")
+    parts["optimizer"] = (hp.optimizer, "")
+    parts["lr"] = (f"lr {_g(hp.lr)}", "")
+    parts["clip"] = _clip_forms(hp.clip_mode, hp.clip)
+    parts["temp"] = (f"temp {hp.temperature:g}", f"T {hp.temperature:g}", "")
+    if snap.step > 0 or snap.saved_step is not None:
+        parts["save"] = _save_forms(snap)
+    return parts
+
+
+def status_line(snap: Snapshot, width: int) -> str:
+    """The status bar's markup for a row ``width`` cells wide."""
+    kept = fit_parts(status_parts(snap), width, STATUS_STEPS)
+    out = []
+    for name, text in kept.items():
+        if name == "state":
+            out.append(f"[b {STATE_STYLE.get(snap.state, '$foreground')} reverse]{escape(text)}[/]")
+        else:
+            out.append(escape(text))
+    return " ".join(out)
+
+
+class _FittedLine(Static):
+    """A one-line row that redraws itself for its new width on a resize."""
+
+    def _width(self) -> int:
+        return self.content_size.width or max(0, self.app.size.width - 2)
+
+    def _draw(self) -> None:
+        raise NotImplementedError
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._draw()
+
+
+class StatusBar(_FittedLine):
+    """State, step, loss, speed, time and settings; parts shortened or dropped to fit, never cut."""
+
+    _snap: Snapshot | None = None
+
     def show(self, snap: Snapshot) -> None:
-        hp = snap.hyper
-        style = STATE_STYLE.get(snap.state, "$foreground")
-        clip = "off" if hp.clip_mode == "none" else f"{hp.clip_mode} {hp.clip:g}"
-        parts = [
-            f"[b {style} reverse] {snap.state.upper()} [/]",
-            f"step {snap.step}",
-            f"ep {snap.epoch} {100 * snap.epoch_progress:.0f}%",
-            f"{snap.chars_per_sec / 1000:.1f}k ch/s",
-            duration(snap.elapsed),
-            f"{hp.optimizer} lr {hp.lr:.3g}",
-            f"clip {clip}",
-            f"T {hp.temperature:g}",
-        ]
-        if snap.checkpoint_path:
-            saved = f"@{snap.saved_step}" if snap.saved_step is not None else "unsaved"
-            parts.append(f"ckpt {snap.checkpoint_path} {saved}")
-        self.update(" ".join(parts), layout=False)  # fixed height: no relayout
+        self._snap = snap
+        self._draw()
+
+    def _draw(self) -> None:
+        if self._snap is not None:
+            self.update(status_line(self._snap, self._width()), layout=False)  # fixed height: no relayout
+
+
+def fit_message(text: str, width: int, hints: tuple[str, ...] = (), *, alert: bool = False) -> str:
+    """The message line's markup: ``text`` whole if it fits, else cut with ``CUT_MARK``; the longest
+    of ``hints`` (what to do next) that leaves the text some room goes after it; an alert is marked ⚠
+    and drawn in the error colour."""
+    lead = "⚠ " if alert else ""
+    room, hint = width - cell_len(lead), ""
+    for h in (*hints, ""):
+        room = width - cell_len(lead) - (cell_len(h) + 3 if h else 0)
+        if room >= min(cell_len(text), 24):
+            hint = h
+            break
+    if cell_len(text) > room:
+        text = set_cell_size(text, max(0, room - cell_len(CUT_MARK))).rstrip() + CUT_MARK
+    body = escape(lead + text)
+    if alert:
+        body = f"[$text-error b]{body}[/]"
+    return body + (f" — {escape(hint)}" if hint else "")
+
+
+class MessageLine(_FittedLine):
+    """The latest change in one row: cut to fit (the change log shows it whole); alerts marked ⚠ in $text-error."""
+
+    _shown: tuple[str, tuple[str, ...], bool] | None = None
+
+    def show(self, text: str, hints: tuple[str, ...] = (), *, alert: bool = False) -> None:
+        shown = (text, hints, alert)
+        if shown != self._shown:
+            self._shown = shown
+            self._draw()
+
+    def update(self, content="", *, layout: bool = True) -> None:
+        """Show ``content`` as given (not fitted, not redrawn on a resize)."""
+        self._shown = None
+        super().update(content, layout=layout)
+
+    def _draw(self) -> None:
+        if self._shown is not None:
+            text, hints, alert = self._shown
+            super().update(fit_message(text, self._width(), hints, alert=alert), layout=False)
