@@ -32,6 +32,7 @@ from .screens.confirm import ConfirmQuit
 from .screens.derivation import DerivationScreen
 from .screens.help import HelpScreen
 from .screens.hyperparams import HyperparamsScreen
+from .screens.recall import RecallScreen
 from .widgets.footer import TidyFooter
 from .widgets.gradients import GradientPanel
 from .widgets.loss_plot import LossPlot
@@ -68,6 +69,7 @@ class RnnTuiApp(App[int]):
         Binding("s", "sample", "sample", id="sample"),
         Binding("h", "hyperparams", "hyper", id="hyper"),
         Binding("d", "derivation", "deriv", show=False, id="derivation"),
+        Binding("k", "recall", "recall", show=False, id="recall"),
         Binding("ctrl+s", "save", "save", id="save"),
         Binding("l", "toggle_log", "log", show=False, id="log"),
         Binding("L,shift+l", "changelog", "changes", show=False, id="changelog"),
@@ -216,6 +218,8 @@ class RnnTuiApp(App[int]):
         yield SystemCommand("Sample now", "s", self.action_sample)
         yield SystemCommand("Hyperparameters…", "h: every setting, validated", self.action_hyperparams)
         yield SystemCommand("Derivation: the lecture's equations, live", "d", self.action_derivation)
+        yield SystemCommand("Long-memory task: copy loss per distance k", "k: recall.txt-format corpora",
+                            self.action_recall)
         yield SystemCommand("Save checkpoint", f"ctrl+s → {self.save_path}", self.action_save)
         yield SystemCommand("Loss plot log / linear", "l", self.action_toggle_log)
         yield SystemCommand("Change log: every change with its step", "L", self.action_changelog)
@@ -264,6 +268,13 @@ class RnnTuiApp(App[int]):
     def action_changelog(self) -> None:
         if not isinstance(self.screen, ChangeLogScreen):
             self.push_screen(ChangeLogScreen(lambda: self.snapshot))
+
+    def action_recall(self) -> None:
+        if self.trainer.recall is None:
+            self.message_line.update("k: the copy loss per distance k needs a corpus in recall.txt's format "
+                                     "(nearly every line like a:..=a); this one is not", layout=False)
+            return
+        self.push_screen(RecallScreen(lambda: self.snapshot))
 
     def action_derivation(self) -> None:
         self.push_screen(DerivationScreen(self.trainer))

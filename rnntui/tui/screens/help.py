@@ -53,6 +53,7 @@ The line above it is the latest change; an alert is marked ⚠; a line ending in
 | s | sample now |
 | h | hyperparameter form (every setting; validated) |
 | d | derivation: the lecture's equations on the live model |
+| k | long-memory task (recall.txt-format corpora): copy loss and accuracy per distance k, held-out lines |
 | ctrl+s | save a checkpoint |
 | l | loss plot log / linear |
 | L | change log: every change with its step, whole, live (esc closes) |
