@@ -22,6 +22,13 @@ FIELDS = (  # (name, label, kind)
 )
 
 
+class FormSelect(Select):
+    """A Select on which Enter applies the form, as in every other field; space, ↑ or ↓ open its list
+    (and inside the list Enter picks the highlighted choice)."""
+
+    BINDINGS = [Binding("enter", "screen.apply", "apply", show=False)]
+
+
 class HyperparamsScreen(ModalScreen[dict | None]):
     """Returns the changed, validated settings on Apply, or None on Cancel."""
 
@@ -33,8 +40,8 @@ class HyperparamsScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="hyper-form"):
-            yield Static("[b]Hyperparameters[/] · applied at the next step · enter applies, esc cancels · "
-                         "intervals in steps, 0 = never", id="hyper-title")
+            yield Static("[b]Hyperparameters[/] · applied at the next step · enter applies (from any field), "
+                         "esc cancels · space opens a list · intervals in steps, 0 = never", id="hyper-title")
             with Grid(id="hyper-grid"):
                 for name, label, kind in FIELDS:
                     yield Label(label, classes="hyper-label")
@@ -43,8 +50,8 @@ class HyperparamsScreen(ModalScreen[dict | None]):
                         yield Input(value=f"{value:g}" if isinstance(value, float) else str(value), id=f"f-{name}",
                                     classes="hyper-input", compact=True)
                     else:
-                        yield Select([(c, c) for c in kind], value=value, allow_blank=False, id=f"f-{name}",
-                                     classes="hyper-input", compact=True)
+                        yield FormSelect([(c, c) for c in kind], value=value, allow_blank=False, id=f"f-{name}",
+                                         classes="hyper-input", compact=True)
                     yield Static("", id=f"e-{name}", classes="hyper-error")
             with Horizontal(id="hyper-buttons"):
                 yield Button("Apply", id="apply", variant="primary")
