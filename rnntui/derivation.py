@@ -1,23 +1,23 @@
 """The lecture's derivation evaluated on a live model: every factor of eq-1 … eq-13 at one step.
 
-The trainer hands over an :class:`Inspection` (float64 copies of the weights and the batch it
-last trained on). :func:`step_terms` runs a plain per-step BPTT for one sequence of that batch,
-exactly the lecture's loop, and returns the value of each factor at time step t;
-:func:`gradient_from_last_step` backpropagates the last step's loss alone, the picture of
-vanishing and exploding gradients; :func:`source_lines` finds the line of ``model.py`` that
-computes each equation.
+The trainer hands over an :class:`Inspection` (float64 copies of the weights a step's pass ran on,
+and its batch). :func:`step_terms` runs the lecture's loop (:mod:`rnntui.lecture`) for one sequence
+of that batch and returns the value of each factor at time step t; :func:`gradient_from_last_step`
+backpropagates the last step's loss alone, the picture of vanishing and exploding gradients;
+:func:`source_lines` finds the line of ``lecture.py`` that computes each equation — the code that
+produced the numbers shown beside it.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import model as model_module
-from .model import PARAM_NAMES, CharRNN, softmax_jacobian, softmax_rows
+from . import lecture
+from .lecture import softmax_jacobian
+from .model import PARAM_NAMES, CharRNN
 
 
 @dataclass(frozen=True)
@@ -76,52 +76,28 @@ class StepTerms:
 
 
 def _sequence(ins: Inspection, b: int):
-    m = ins.model
-    return m, ins.inputs[b], ins.targets[b], ins.h0[:, b]
-
-
-def forward_sequence(m: CharRNN, xs, h0):
-    """The lecture's forward loop for one sequence: hs[t] (T+1, H) with hs[0] = h0, ps (T, V)."""
-    u, w, v, bh, by = (m.params[k] for k in PARAM_NAMES)
-    T = len(xs)
-    hs = np.empty((T + 1, m.H))
-    hs[0] = h0
-    ps = np.empty((T, m.V))
-    for t in range(T):
-        hs[t + 1] = np.tanh(u[:, xs[t]] + w @ hs[t] + bh[:, 0])
-        ps[t] = softmax_rows(v @ hs[t + 1] + by[:, 0])
-    return hs, ps
+    """Sequence b of the inspected batch as a batch of one: (params, inputs, targets, h0)."""
+    params = {k: np.asarray(ins.model.params[k]) for k in PARAM_NAMES}
+    return params, ins.inputs[b:b + 1], ins.targets[b:b + 1], ins.h0[:, b:b + 1]
 
 
 def step_terms(ins: Inspection, t: int, b: int = 0, sigma_max: float = float("nan")) -> StepTerms:
-    """Every factor of the derivation at step ``t`` of sequence ``b``, by the lecture's loop."""
-    m, xs, ys, h0 = _sequence(ins, b)
+    """Every factor of the derivation at step ``t`` of sequence ``b``, computed by the lecture's loop
+    (:func:`rnntui.lecture.bptt`: the lines the screen shows)."""
+    params, xs, ys, h0 = _sequence(ins, b)
     B, T = ins.inputs.shape
     t = int(t) % T
-    w, v = m.params["w"], m.params["v"]
-    hs, ps = forward_sequence(m, xs, h0)
-    grads = {k: np.zeros_like(p) for k, p in m.params.items()}
-    dhnext = np.zeros(m.H)
-    saved = {}
-    for s in range(T - 1, -1, -1):
-        dy = ps[s].copy()
-        dy[ys[s]] -= 1  # eq-3
-        grads["v"] += np.outer(dy, hs[s + 1])  # eq-5
-        grads["by"][:, 0] += dy
-        dh_out = v.T @ dy  # eq-6
-        dh = dh_out + dhnext
-        dhraw = (1 - hs[s + 1] ** 2) * dh  # eq-7
-        grads["bh"][:, 0] += dhraw
-        grads["u"][:, xs[s]] += dhraw  # eq-8/9
-        grads["w"] += np.outer(dhraw, hs[s])  # eq-10/11
-        dhnext = w.T @ dhraw  # eq-12/13
-        if s == t:
-            saved = dict(dq=dy, dh_out=dh_out, dh=dh, dhraw=dhraw, dh_prev=dhnext)
+    fwd, back = lecture.bptt(params, xs, ys, h0, keep=True)
+    at = back.steps[t]
+    hs, ps = fwd.hs, fwd.ps
     if not np.isfinite(sigma_max):
-        sigma_max = float(np.linalg.norm(w, 2))
-    return StepTerms(t=t, b=int(b), T=T, B=B, x=int(xs[t]), y=int(ys[t]), y_hat=ps[t], h=hs[t + 1],
-                     h_prev=hs[t], one_minus_h2=1 - hs[t + 1] ** 2, loss_t=float(-np.log(ps[t][ys[t]])),
-                     grads=grads, sigma_max=sigma_max, **saved)
+        sigma_max = float(np.linalg.norm(params["w"], 2))
+    y_hat = ps[t][:, 0]
+    return StepTerms(t=t, b=int(b), T=T, B=B, x=int(xs[0, t]), y=int(ys[0, t]), y_hat=y_hat, h=hs[t][:, 0],
+                     h_prev=hs[t - 1][:, 0], one_minus_h2=1 - hs[t][:, 0] ** 2,
+                     loss_t=float(-np.log(y_hat[ys[0, t]])), grads=back.grads, sigma_max=sigma_max,
+                     dq=at["dy"][:, 0], dh_out=(params["v"].T @ at["dy"])[:, 0], dh=at["dh"][:, 0],
+                     dhraw=at["dhraw"][:, 0], dh_prev=at["dhnext"][:, 0])
 
 
 def gradient_from_last_step(ins: Inspection, b: int = 0) -> np.ndarray:
@@ -130,57 +106,31 @@ def gradient_from_last_step(ins: Inspection, b: int = 0) -> np.ndarray:
     Each step back multiplies by diag(1 − h_k²)·wᵀ; the norms shrink (vanish) or grow (explode)
     by roughly that matrix's size per step. Index k = 0 is the initial state h₀.
     """
-    m, xs, ys, h0 = _sequence(ins, b)
-    w, v = m.params["w"], m.params["v"]
-    hs, ps = forward_sequence(m, xs, h0)
-    T = len(xs)
-    out = np.zeros(T + 1)
-    dy = ps[T - 1].copy()
-    dy[ys[T - 1]] -= 1
-    dh = v.T @ dy
-    for k in range(T, 0, -1):  # dh is ∂E_T/∂h_k
-        out[k] = np.linalg.norm(dh)
-        dh = w.T @ ((1 - hs[k] ** 2) * dh)
-    out[0] = np.linalg.norm(dh)
-    return out
+    params, xs, ys, h0 = _sequence(ins, b)
+    return lecture.last_loss_back(params, lecture.forward(params, xs, ys, h0), ys)[0]
 
 
-#: Where each equation is computed in rnntui/model.py: a text that marks its line, and how many lines to show.
+#: Where each equation is computed in rnntui/lecture.py: the text that marks its line.
 SOURCE_MARKERS = {
-    "eq-1": ("eq-1:", 1),
-    "eq-3": ("eq-3:", 2),
-    "eq-5": ("eq-5:", 1),
-    "eq-6": ("eq-6:", 1),
-    "eq-7": ("eq-7:", 1),
-    "eq-8": ("is column x_t of u", 1),
-    "eq-9": ("eq-9:", 2),
-    "eq-10": ("h_{t−1} for every step", 1),
-    "eq-11": ("eq-11:", 1),
-    "eq-12": ("eq-12", 1),
-    "eq-13": ("eq-12/13", 1),
+    "eq-1": "# eq-1",
+    "eq-3": "# eq-3:",
+    "eq-5": "# eq-5:",
+    "eq-6": "# eq-6:",
+    "eq-7": "# eq-7:",
+    "eq-8": "# eq-8:",
+    "eq-9": "# eq-9:",
+    "eq-10": "# eq-10/11:",
+    "eq-11": "# eq-10/11:",
+    "eq-12": "# eq-12/13:",
+    "eq-13": "# eq-12/13:",
 }
 
 
-def _is_code(line: str) -> bool:
-    s = line.strip()
-    return bool(s) and not s.startswith(("#", '"""'))
-
-
 def source_lines() -> dict[str, tuple[int, str]]:
-    """For each equation: (line number in model.py, the code that computes it, comments stripped)."""
-    lines, _ = inspect.getsourcelines(model_module)
+    """For each equation: (line number in lecture.py, the code of that line, its comment stripped)."""
+    lines, _ = inspect.getsourcelines(lecture)
     found = {}
-    for eq, (marker, count) in SOURCE_MARKERS.items():
-        i = next((i for i, line in enumerate(lines) if marker in line), None)
-        if i is None:
-            continue
-        while i < len(lines) and not _is_code(lines[i]):  # a comment or docstring: the code below it
-            i += 1
-        code = []
-        j = i
-        while j < len(lines) and len(code) < count:
-            if _is_code(lines[j]):
-                code.append(re.sub(r"\s+#.*$", "", lines[j].strip()))
-            j += 1
-        found[eq] = (i + 1, "; ".join(code))
+    for eq, marker in SOURCE_MARKERS.items():
+        i = next(i for i, line in enumerate(lines) if marker in line)
+        found[eq] = (i + 1, lines[i].split("  #")[0].strip())
     return found

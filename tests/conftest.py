@@ -16,7 +16,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from rnntui import Corpus, HyperParams, TrainConfig, Trainer  # noqa: E402
+from rnntui import Corpus, HyperParams, TrainConfig, Trainer, lecture  # noqa: E402
 
 WORDS = (
     "the a cat dog bird sat on mat and ran to see small big red old house garden in with was is she he it "
@@ -38,48 +38,18 @@ def make_text(n_sentences: int = 200, seed: int = 0) -> str:
 
 
 def reference_bptt(params: dict, inputs, targets, h0):
-    """The lecture's per-step loop, written out plainly (batch in columns, one-hot x_t).
+    """The lecture's loop (rnntui.lecture, the reference), in float64, with the figures tests compare.
 
-    Returns ``(loss, grads, h_last, dh0, dh_norms, carry_norms)``. The loss is summed over the
-    T steps and averaged over the B sequences, so every dy carries a factor 1/B.
-    ``dh_norms[t]`` is ‖∂E/∂h_t‖ and ``carry_norms[t]`` is ‖wᵀ·dhraw_t‖ (what step t sends back).
+    Returns ``(loss, grads, h_last, dh0, dh_norms, carry_norms)``: the loss is summed over the T
+    steps and averaged over the B sequences; ``dh_norms[t]`` is ‖∂E/∂h_t‖ and ``carry_norms[t]``
+    ‖wᵀ·dhraw_t‖ (what step t sends back).
     """
-    u, w, v, bh, by = (np.asarray(params[k], np.float64) for k in ("u", "w", "v", "bh", "by"))
-    inputs, targets = np.asarray(inputs), np.asarray(targets)
-    B, T = inputs.shape
-    V, H = v.shape
-    cols = np.arange(B)
-    xs, hs, ps = {}, {-1: np.array(h0, np.float64, copy=True)}, {}
-    loss = 0.0
-    for t in range(T):
-        xs[t] = np.zeros((V, B))
-        xs[t][inputs[:, t], cols] = 1.0
-        hs[t] = np.tanh(u @ xs[t] + w @ hs[t - 1] + bh)
-        q = v @ hs[t] + by
-        e = np.exp(q - q.max(axis=0, keepdims=True))
-        ps[t] = e / e.sum(axis=0, keepdims=True)
-        loss += -np.log(ps[t][targets[:, t], cols]).sum()
-    loss /= B
-    du, dw, dv = np.zeros_like(u), np.zeros_like(w), np.zeros_like(v)
-    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
-    dhnext = np.zeros((H, B))
-    dh_norms, carry_norms = np.zeros(T), np.zeros(T)
-    for t in reversed(range(T)):
-        dy = ps[t].copy()
-        dy[targets[:, t], cols] -= 1.0  # dy = ps[t] − onehot(target)
-        dy /= B
-        dv += dy @ hs[t].T
-        dby += dy.sum(axis=1, keepdims=True)
-        dh = v.T @ dy + dhnext
-        dhraw = (1 - hs[t] * hs[t]) * dh
-        dbh += dhraw.sum(axis=1, keepdims=True)
-        du += dhraw @ xs[t].T
-        dw += dhraw @ hs[t - 1].T
-        dhnext = w.T @ dhraw
-        dh_norms[t] = np.linalg.norm(dh)
-        carry_norms[t] = np.linalg.norm(dhnext)
-    grads = {"u": du, "w": dw, "v": dv, "bh": dbh, "by": dby}
-    return loss, grads, hs[T - 1], dhnext, dh_norms, carry_norms
+    params = {k: np.asarray(params[k], np.float64) for k in lecture.NAMES}
+    fwd, back = lecture.bptt(params, inputs, targets, np.asarray(h0, np.float64), keep=True)
+    T = np.shape(inputs)[1]
+    dh_norms = np.array([np.linalg.norm(back.steps[t]["dh"]) for t in range(T)])
+    carry_norms = np.array([np.linalg.norm(back.steps[t]["dhnext"]) for t in range(T)])
+    return float(fwd.loss), back.grads, fwd.hs[T - 1], back.dh0, dh_norms, carry_norms
 
 
 def wait_until(cond, timeout=30.0, what="condition"):

@@ -37,7 +37,7 @@ async def test_opens_shows_live_numbers_and_every_equation_passes():
         eqs = text_of(screen, "#deriv-eqs")
         for eq in ("eq-1", "eq-3", "eq-4/5", "eq-6", "eq-7", "eq-8/9", "eq-10/11", "eq-12/13"):
             assert eq in eqs
-        assert "model.py:" in eqs and "dv = dy.T @ hs" in eqs
+        assert "lecture.py:" in eqs and "dv += np.dot(dy, hs[t].T)" in eqs
         await pilot.press("v")
         await wait_for(pilot, lambda: "every equation passes" in text_of(screen, "#deriv-verify")
                        or "FAIL" in text_of(screen, "#deriv-verify"), what="verify")
@@ -77,10 +77,31 @@ async def test_a_wrong_gradient_shows_up_as_failing_rows(monkeypatch):
         assert len(failing) == 1 and "eq-11" in failing[0] and " w " in failing[0]
 
 
-def test_every_equation_points_at_a_line_of_the_model():
+def test_every_equation_points_at_the_line_of_the_lecture_loop_that_computes_it():
+    import inspect
+
+    from rnntui import lecture
+
     found = source_lines()
     assert set(found) == set(SOURCE_MARKERS)
-    assert all(line > 0 and code for line, code in found.values())
+    expected = {
+        "eq-1": "return np.diag(s) - np.outer(s, s)",
+        "eq-3": "dy[targets[:, t], np.arange(B)] -= 1",
+        "eq-5": "dv += np.dot(dy, hs[t].T)",
+        "eq-6": "dh = np.dot(v.T, dy) + dhnext",
+        "eq-7": "dhraw = (1 - hs[t] * hs[t]) * dh",
+        "eq-8": "hs[t] = np.tanh(np.dot(u, xs[t]) + np.dot(w, hs[t - 1]) + bh)",
+        "eq-9": "du += np.dot(dhraw, xs[t].T)",
+        "eq-10": "dw += np.dot(dhraw, hs[t - 1].T)",
+        "eq-11": "dw += np.dot(dhraw, hs[t - 1].T)",
+        "eq-12": "dhnext = np.dot(w.T, dhraw)",
+        "eq-13": "dhnext = np.dot(w.T, dhraw)",
+    }
+    lines, start = inspect.getsourcelines(lecture)
+    for eq, code in expected.items():
+        line, shown = found[eq]
+        assert shown == code, eq
+        assert lines[line - 1].strip().startswith(code), eq  # the number is that line's, in lecture.py
 
 
 def test_gradient_from_last_step_matches_a_masked_loss():

@@ -119,3 +119,21 @@ def test_reach_bars_on_a_fixed_axis():
     assert reach_bars(np.array([1.0, 0.01]), 6) == "███▅▅▅"  # the room is shared by the lags
     assert len(reach_bars(np.ones(50), 20)) == 20
     assert lag_axis(25, 25).startswith("d=0") and lag_axis(25, 25).endswith("d=24")
+
+
+def test_help_is_computed_from_the_run_and_names_the_documented_thresholds():
+    import math
+
+    from rnntui import monitor
+    from rnntui.tui.screens.help import help_text
+
+    text = help_text(75)
+    assert f"ln V ≈ {math.log(75):.2f} for these 75 characters" in text and "ln V ≈ 4.32" in text
+    assert "4.2 for 65" not in text
+    # the status words' rules, as the monitor applies them
+    assert f"below {100 * monitor.REACH_LEVEL:.0f} % of its start" in text
+    assert "shorter than half the window" in text and monitor.VANISHING_SHARE == 0.5
+    assert f"to {monitor.EXPLODING_GROWTH:.0f}× its start" in text
+    assert f"more than {100 * monitor.SATURATED_SHARE:.0f} % of the tanh units" in text
+    for opt in ("adam, rmsprop", "adagrad", "sgd", "momentum"):
+        assert f"  - {opt}:" in text

@@ -58,8 +58,8 @@ class DerivationScreen(Screen):
         with VerticalScroll(id="deriv-body"):
             yield Static("[dim]fetching the weights from the trainer…[/]", id="deriv-head")
             yield Static(id="deriv-eqs")
-            yield Static("[b]verify[/] (v): centred finite differences in float64 on a copy of the current "
-                         "weights — press v", id="deriv-verify")
+            yield Static("[b]verify[/] (v): every equation checked numerically (complex step) in float64 on a copy "
+                         "of the frozen weights — press v", id="deriv-verify")
             yield Static(id="deriv-time")
         yield Footer(show_command_palette=False)
 
@@ -88,7 +88,8 @@ class DerivationScreen(Screen):
         self.b = min(self.b, B - 1)
         self.render_terms()
         self.query_one("#deriv-verify", Static).update(
-            "[b]verify[/] (v): centred finite differences in float64 on a copy of these weights — press v")
+            "[b]verify[/] (v): every equation checked numerically (complex step) in float64 on a copy of these "
+            "weights — press v")
 
     # -- navigation ----------------------------------------------------------------
     def action_step(self, delta: int) -> None:
@@ -111,7 +112,7 @@ class DerivationScreen(Screen):
 
     def code(self, eq: str) -> str:
         line, code = self.sources.get(eq, (0, "?"))
-        return f"[dim]model.py:{line}[/] [$accent]{escape(code)}[/]"
+        return f"[dim]lecture.py:{line}[/] [$accent]{escape(code)}[/]"
 
     def render_terms(self) -> None:
         ins = self.ins
@@ -230,7 +231,7 @@ class DerivationScreen(Screen):
         if self.ins is None:
             return
         box = self.query_one("#deriv-verify", Static)
-        box.update(f"[b]verify[/]: [$warning b]working…[/] finite differences in float64 on the weights frozen at "
+        box.update(f"[b]verify[/]: [$warning b]working…[/] numerical derivatives in float64 on the weights frozen at "
                    f"step {self.ins.step}, every tensor (a few seconds)")
         box.scroll_visible(top=True)
         self.verify(self.ins, self.t, self.b)
@@ -242,7 +243,7 @@ class DerivationScreen(Screen):
         self.app.call_from_thread(self._show_verify, results)
 
     def _show_verify(self, results: list[gradcheck.TensorCheck]) -> None:
-        lines = ["[b $primary]── verify[/]  analytic (our BPTT) vs centred differences (ε = 1e-5), float64, "
+        lines = [f"[b $primary]── verify[/]  analytic (our BPTT) vs the {gradcheck.METHOD}, float64, "
                  "the largest entries of each tensor"]
         lines.append(f"  {'eq':6} {'tensor':7} {'analytic':>12} {'numeric':>12} {'rel err':>9}")
         for r in results:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -12,7 +14,8 @@ HELP = """\
 # rnntui — what you are looking at
 
 **Loss** — cross-entropy per character in nats (÷ ln 2 for bits); grey raw, cyan EMA, orange validation.
-Healthy: falls from ln V (≈4.2 for 65 characters) towards 1.5–2 on English; val close to train.
+Healthy: falls from ln V (@LN_V@) towards 1.4–1.7 on the bundled English texts
+(measured: README "Healthy ranges"); val close to train.
 Magenta lines mark where a setting changed.
 
 **Gradients** — one row per parameter (u input→hidden, w hidden→hidden, v hidden→output, bh, by) and the total.
@@ -21,18 +24,35 @@ Magenta lines mark where a setting changed.
   threshold too low or lr too high. The title says on how many of the last 100 steps the clip fired.
 - *max|g|*: the largest entry before clipping; element mode clips entries beyond ±threshold.
 - *clip%*: share of entries the clip changed (global mode: 100% when it rescaled, else 0%).
+- Clipping and the optimizers (the default global 30 fires on spikes, not every step: README "Clipping"):
+  - adam, rmsprop: each step is divided by the running RMS of the gradient, so rescaling the gradient changes
+    the step little; clipping only tames a sudden spike (and a step clipped every time is barely different).
+  - adagrad: divides by the root of all past squared gradients; clipped gradients add less to it, so its steps
+    shrink more slowly.
+  - sgd: the step is lr·g, so clipping sets the step's length directly.
+  - momentum: clipping caps each gradient added to the velocity; the step follows over the next steps.
 - *Δp/p*: update-to-weight ratio ‖Δp‖/‖p‖ of the last step. Healthy: about 1e-3; above 1e-1 (marked !, in the error
   colour) is too large.
 - Narrow panels keep ‖g‖ pre, post and Δp/p first. The sparkline is ‖g‖ pre over the run (wide panels add Δp/p),
   log scale, each row on its own scale.
 
-**Through time** — ‖∂E/∂hₜ‖ of the latest batch for t = 1…T, log scale, newest step on the right.
-- *h₁/h_T*: how much of the gradient at the last step is left at the first. Near 0 = vanishing.
-- *per-step ratio*: geometric mean of ‖wᵀ·dhrawₜ‖/‖∂E/∂hₜ‖, the factor diag(1 − hₜ²)·wᵀ applies per step.
-  Below 1 the gradient fades going back; above 1 it grows. Healthy: 0.5–1.
+**Gradient reach** (the through-time panel) — the window's last loss alone, followed back through time:
+‖∂E_T/∂h_(T−d)‖ ÷ ‖∂E_T/∂h_T‖ for lags d = 0…T−1 as log bars on a fixed axis (█ = 1, ▁ = 1e-4, · below,
+▲ above 1), lag 0 on the left. Measured every 25 steps, on the weights of that step (@N in the title when older).
+- *reach*: the first lag where it is below 1 % of its start, or "beyond T". *×/step*: the geometric-mean factor
+  per step back. Each step back multiplies by diag(1 − h²)·wᵀ.
+- *status*: VANISHING when the reach is shorter than half the window (T/2); EXPLODING when, going back, it grows
+  (×/step > 1) to 10× its start or more; SATURATED when more than 90 % of the tanh units have |h| > 0.99;
+  else OK. Beside VANISHING its likely cause: "saturated" (over half the units saturated), "σmax<1" (w alone
+  shrinks every step back), or "(1−h²)·w" (their product does); beside EXPLODING: "σmax>1".
+- Healthy (measured on the bundled corpora, README "Healthy ranges"): a reach of 12–20 steps at T = 25
+  and ×0.75–0.85/step for a trained tanh RNN; at T = 50 the same factor reads VANISHING, which is true: the
+  gradient of one loss does not cross half that window, so the long dependencies are not learned.
 - *σmax(w)*: largest singular value of w (power iteration). Above 1 the recurrence can amplify; far above, explode.
-- *tanh sat*: share of hidden units with |h| > 0.99 (their gradient is nearly 0). Healthy: below 10%.
-- Status words: VANISHING, EXPLODING, SATURATED, or OK.
+- *sat*: share of tanh units with |h| > 0.99 (gradient 1 − h² < 0.02). Healthy runs climb to 60–80 % by 30k steps
+  while still learning; above 90 % reads SATURATED.
+- *all-loss*: ‖∂E/∂hₜ‖ of the whole loss (every step's loss), t = 1…T, log scale. It stays flat however fast the
+  gradient vanishes, because every step's own loss refills it: it is not a measure of reach.
 
 **Samples** — text generated from the current model, continuing the training text, at the shown temperature.
 Control characters are shown escaped; scroll for older samples (tab focuses the panel, then ↑/↓).
@@ -65,12 +85,25 @@ Every change applies at the next step and is listed with its step number (L show
 """
 
 
+def help_text(vocab_size: int | None = None) -> str:
+    """The help, with the figures that depend on the run computed from it."""
+    if vocab_size and vocab_size > 1:
+        ln_v = f"ln V ≈ {math.log(vocab_size):.2f} for these {vocab_size} characters"
+    else:
+        ln_v = "ln V for V characters: what a model that knows nothing scores"
+    return HELP.replace("ln V (@LN_V@)", ln_v)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
 
+    def __init__(self, vocab_size: int | None = None):
+        super().__init__()
+        self.vocab_size = vocab_size
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
-            yield Markdown(HELP)
+            yield Markdown(help_text(self.vocab_size))
 
     def action_dismiss(self) -> None:
         self.dismiss(None)

@@ -109,8 +109,8 @@ class TimeFlow(Static):
         width = max(4, self.content_size.width)
         line = reach_bars(reach.ratios, width)
         at = "" if reach.step == snap.step else f" @{reach.step}"
-        self.border_title = f"reach of one loss, log{at}"
-        self.border_subtitle = f"█ 1 ▁ {REACH_FLOOR:.0e} {BELOW} less"
+        self.border_title = f"reach of one loss{at}"
+        self.border_subtitle = f"log: █ 1 ▁ {REACH_FLOOR:.0e} {BELOW} less".replace("e-0", "e-")
         words = health(g, reach)
         why = causes(g, reach)
         shown = sum(len(w) + 3 for w in words) if words else 3  # " WORD " labels and the spaces between
