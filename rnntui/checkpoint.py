@@ -2,19 +2,27 @@
 
 Header (``__header__``, UTF-8 JSON): format name and version, vocabulary, the run's
 configuration and current hyperparameters, step, data position, optimizer name and
-step count, RNG state and display state. Arrays: ``param.<name>``, ``opt.<slot>.<name>``,
+step count, RNG state, display state, the change log (one dict per entry) and the run's id.
+Arrays: ``param.<name>``, ``opt.<slot>.<name>``,
 ``h`` (the carried hidden state), ``monitor.x`` and ``hist.<series>.steps|values``.
 
 Writes are atomic: the file is written under a temporary name in the same folder,
 flushed to disk and renamed over the old one, so a crash mid-save leaves the
 previous checkpoint intact. Resuming restores everything training depends on, so
 N steps + save + resume + M steps gives exactly the parameters of N + M steps.
+
+No save replaces a file that is not the run's own: every run has an id (``Trainer.run_id``, kept
+across resumes), written into the header; :func:`destination` sends a save whose file holds
+another run's checkpoint, or anything else, to a free name beside it instead
+(``persuasion.rnntui.npz`` → ``persuasion.rnntui-2.npz``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import io
+import itertools
 import json
 import os
 import tempfile
@@ -60,6 +68,95 @@ def check_writable(path: str | os.PathLike) -> Path:
     return p
 
 
+# -- whose file is it ----------------------------------------------------------------------------------
+
+
+def _parse_header(raw: np.ndarray | None) -> dict | None:
+    """The header array of an ``.npz`` as a dict, None when it is missing or not JSON."""
+    if raw is None:
+        return None
+    try:
+        header = json.loads(raw.tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def header_of(path: str | os.PathLike) -> dict | None:
+    """The header of the rnntui checkpoint at ``path`` (its arrays are not read), None for anything else."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = _parse_header(z["__header__"] if "__header__" in z.files else None)
+    except Exception:  # noqa: BLE001 — any file at all: not a checkpoint, whatever numpy or zipfile says
+        return None
+    return header if header is not None and header.get("format") == FORMAT else None
+
+
+def claim(path: str | os.PathLike) -> dict[str, tuple[int, int, int]]:
+    """``path`` as it is now, for a run allowed to replace it although it is not the run's own checkpoint
+    (the checkpoint it resumed from, a ``--checkpoint`` given with ``--overwrite``): a file put there
+    afterwards is not covered. Empty when nothing is there."""
+    identity = _identity(path)
+    return {os.path.realpath(path): identity} if identity is not None else {}
+
+
+def _identity(path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def may_replace(path: str | os.PathLike, run_id: str, claimed: dict | None = None) -> bool:
+    """Whether a save of run ``run_id`` may write ``path``: nothing is there, or this run's own checkpoint
+    (the same run id in its header), or a file the run claimed (:func:`claim`) and that has not changed since."""
+    if not os.path.lexists(path):
+        return True
+    identity = _identity(path)
+    if identity is not None and (claimed or {}).get(os.path.realpath(path)) == identity:
+        return True
+    header = header_of(path)
+    return header is not None and header.get("run_id") == run_id
+
+
+def describe(path: str | os.PathLike) -> str:
+    """What occupies ``path``, for a message: "another run's checkpoint (step 500, H=64)", or "a file that is
+    not an rnntui checkpoint"."""
+    header = header_of(path)
+    if header is None:
+        return "a file that is not an rnntui checkpoint"
+    config = header.get("config") if isinstance(header.get("config"), dict) else {}
+    return f"another run's checkpoint (step {header.get('step')}, H={config.get('hidden_size')})"
+
+
+#: How many numbered names beside a taken one :func:`destination` tries.
+FREE_NAMES = 1000
+
+
+def destination(path: str | os.PathLike, run_id: str, claimed: dict | None = None) -> tuple[str, str]:
+    """Where a save of run ``run_id`` asked to go to ``path`` writes, and why not to ``path`` ("" when it does).
+
+    ``path`` itself when the run may replace it (:func:`may_replace`); else the first of ``NAME-2.npz``,
+    ``NAME-3.npz`` … beside it that is free or the run's own, so the run's later saves land in the same file.
+    """
+    if may_replace(path, run_id, claimed):
+        return str(path), ""
+    p = Path(path)
+    why = f"{path} belongs to another run" if header_of(path) is not None else f"{path} is not an rnntui checkpoint"
+    for n in itertools.count(2):
+        if n > FREE_NAMES:
+            raise CheckpointError(f"not saved: {path} and {FREE_NAMES - 1} numbered names beside it are taken; "
+                                  "give another --checkpoint PATH")
+        candidate = p.with_name(f"{p.stem}-{n}{p.suffix}") if p.suffix else p.with_name(f"{p.name}-{n}")
+        if may_replace(candidate, run_id, claimed):
+            return str(candidate), why
+    raise AssertionError("unreachable")
+
+
+# -- writing -------------------------------------------------------------------------------------------
+
+
 def _arrays_and_header(trainer) -> tuple[dict[str, np.ndarray], dict]:
     arrays: dict[str, np.ndarray] = {}
     for k, p in trainer.model.params.items():
@@ -93,6 +190,8 @@ def _arrays_and_header(trainer) -> tuple[dict[str, np.ndarray], dict]:
         "history_strides": {name: h.stride for name, h in trainer.history.items()},
         "samples": [[s.step, s.temperature, s.text] for s in list(trainer.samples)[-10:]],
         "corpus_path": trainer.corpus.path,
+        "run_id": trainer.run_id,
+        "changes": [dataclasses.asdict(c) for c in trainer.changes],
     }
     return arrays, header
 
@@ -192,13 +291,16 @@ class Checkpoint:
         return m
 
 
-def load(path: str | os.PathLike) -> Checkpoint:
-    """Read and check a checkpoint; a file that is not ours, truncated or of another version is refused."""
+def load(path: str | os.PathLike, given_as: str = "the checkpoint path") -> Checkpoint:
+    """Read and check a checkpoint; a file that is not ours, truncated or of another version is refused.
+
+    ``given_as`` says where the user gave the path ("the path given to --resume"), for the messages.
+    """
     p = Path(path)
     if not p.exists():
-        raise CheckpointError(f"checkpoint not found: {p}; check the path given to --resume")
+        raise CheckpointError(f"checkpoint not found: {p}; check {given_as}")
     if p.is_dir():
-        raise CheckpointError(f"checkpoint path is a directory: {p}; give the checkpoint file")
+        raise CheckpointError(f"checkpoint path is a directory: {p}; check {given_as}: it must name a file")
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -206,15 +308,14 @@ def load(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"checkpoint is not readable (permission denied): {p}") from None
     except Exception:  # noqa: BLE001 — untrusted bytes: zipfile and numpy raise a zoo of errors on them
         raise CheckpointError(f"not an rnntui checkpoint, or corrupt or truncated: {p}; "
-                              "give a file written by rnntui --checkpoint") from None
+                              f"check {given_as}: it must name a checkpoint that rnntui saved") from None
     raw = arrays.pop("__header__", None)
     if raw is None:
         raise CheckpointError(f"not an rnntui checkpoint (no header): {p}")
-    try:
-        header = json.loads(raw.tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"checkpoint header is corrupt: {p}") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    header = _parse_header(raw)
+    if header is None:
+        raise CheckpointError(f"checkpoint header is corrupt: {p}")
+    if header.get("format") != FORMAT:
         raise CheckpointError(f"not an rnntui checkpoint: {p}")
     if header.get("version") != VERSION:
         raise CheckpointError(
@@ -296,10 +397,21 @@ def _restore(trainer, ckpt: Checkpoint) -> None:
         if f"hist.{name}.steps" in ckpt.arrays:
             hist.load({"steps": ckpt.arrays[f"hist.{name}.steps"], "values": ckpt.arrays[f"hist.{name}.values"],
                        "stride": strides.get(name, 1)})
-    from .trainer import Sample
+    from .trainer import Change, Sample
 
     trainer.samples.extend(Sample(int(s), float(t), str(x)) for s, t, x in hd.get("samples", []))
+    known = {f.name for f in dataclasses.fields(Change)}  # entries are dicts: a field added later reads back
+    trainer.changes.clear()
+    for entry in hd.get("changes", []):
+        fields = {k: v for k, v in entry.items() if k in known}
+        trainer.changes.append(Change(**{**fields, "step": _count(fields.get("step"), "change step")}))
+    run_id = hd.get("run_id")
+    if run_id is not None:  # a checkpoint from before run ids keeps the id the trainer was given
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"run_id is {run_id!r}, not a run id")
+        trainer.run_id = run_id
     trainer.saved_step = trainer.step
+    trainer.saved_path = ckpt.path
 
 
 def _count(v, name: str) -> int:

@@ -1,6 +1,7 @@
 """The ``rnntui`` command.
 
     rnntui CORPUS [options]            train, watching it in the terminal app (or --headless)
+    rnntui train CORPUS [options]      the same (for a corpus named like a command: also rnntui -- CORPUS)
     rnntui sample CHECKPOINT [options] generate text from a checkpoint
     rnntui gradcheck [options]         numerical (complex-step) check of the BPTT gradients
 
@@ -18,8 +19,8 @@ import click
 import numpy as np
 
 from . import __version__
-from .checkpoint import CheckpointError, check_writable
-from .checkpoint import load as load_checkpoint
+from .checkpoint import CheckpointError, check_writable, claim, describe, header_of, may_replace
+from .checkpoint import load as _load
 from .config import CLIP_MODES, DTYPES, INITS, LECTURE_SETTINGS, OPTIMIZERS, ConfigError, HyperParams, TrainConfig
 from .corpus import LARGE_VOCAB, Corpus, CorpusError, Vocab, printable, read_text
 
@@ -53,6 +54,10 @@ def main(ctx):
       rnntui CORPUS.txt --headless       train with progress lines instead
       rnntui sample run.npz --prime "ROMEO:"
       rnntui gradcheck
+
+    rnntui CORPUS means rnntui train CORPUS: rnntui train --help lists the training options. A corpus file
+    named like a command (sample, train, gradcheck) is given as rnntui train FILE [options], or after --
+    and the options: rnntui [options] -- FILE.
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -81,7 +86,8 @@ C = TrainConfig()
               help="scaled: U(±1/√H); lecture: N(0, 0.01²).")
 @click.option("--lecture", is_flag=True,
               help="The lecture's settings: adagrad, lr 0.1, element clip ±5, N(0, 0.01²) init.")
-@click.option("--dtype", type=click.Choice(DTYPES), default=C.dtype, show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default=C.dtype, show_default=True,
+              help="Precision of the parameters and of every computation (float64 trains up to 2× slower).")
 @click.option("--seed", type=int, default=C.seed, show_default=True, help="Seed for initialisation and sampling.")
 @_hyper_option("--temperature", type=float, default=D.temperature, help="Sampling temperature (0: argmax).")
 @_hyper_option("--sample-every", type=int, default=D.sample_every, help="Steps between samples (0: never).")
@@ -91,7 +97,10 @@ C = TrainConfig()
               help="Share of the text held out for validation (the end of the file).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all.  [default: no limit]")
 @click.option("--checkpoint", "checkpoint", type=str, default=None, metavar="PATH",
-              help="Save here on ctrl+s, on quit, on Ctrl+C/SIGTERM/SIGHUP and every --checkpoint-every.")
+              help="Save here on ctrl+s, on quit, on Ctrl+C/SIGTERM/SIGHUP and every --checkpoint-every. "
+                   "A PATH holding another run's checkpoint (or any other file) is refused; see --overwrite.")
+@click.option("--overwrite", is_flag=True,
+              help="Let --checkpoint PATH replace the file there, though it is not this run's (or --resume's).")
 @click.option("--checkpoint-every", type=str, default="0", show_default=True, metavar="N|Ns|Nm|Nh",
               help="Periodic saves to --checkpoint: every N steps (500), or every N seconds/minutes/hours "
                    "(30s, 5m, 1h); 0: never.")
@@ -171,6 +180,9 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
     every_steps, every_seconds = parse_interval(o["checkpoint_every"])
     if (every_steps or every_seconds) and not (o["checkpoint"] or o["resume"]):
         raise UsageProblem(f"--checkpoint-every {o['checkpoint_every']} needs --checkpoint PATH to save to; add it")
+    if o["overwrite"] and not o["checkpoint"]:
+        raise UsageProblem("--overwrite lets --checkpoint PATH replace its file; give --checkpoint PATH or leave "
+                           "--overwrite out")
     _positive("--log-every", o["log_every"])
     for name, other in (("--checkpoint", o["checkpoint"]), ("--metrics", o["metrics"])):
         if _same_file(other, corpus_path):
@@ -189,7 +201,7 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
         if o["metrics"]:
             _check_metrics(o["metrics"])
         if o["resume"]:
-            ckpt = load_checkpoint(o["resume"])
+            ckpt = load_checkpoint(o["resume"], "the path given to --resume")
             text = read_text(corpus_path)
             corpus = _corpus_for_checkpoint(text, ckpt, corpus_path, notes)
             changes = {k: getattr(hyper, k) for k in hyper_names if k in explicit}
@@ -220,6 +232,14 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
     except MemoryError:
         raise UsageProblem(f"not enough memory for a model with hidden size {o['hidden_size']} and batch size "
                            f"{o['batch_size']} on this corpus; use a smaller --hidden-size or --batch-size") from None
+    if o["checkpoint"]:
+        if o["overwrite"]:
+            trainer.claimed.update(claim(o["checkpoint"]))
+        elif not may_replace(o["checkpoint"], trainer.run_id, trainer.claimed):
+            path = o["checkpoint"]
+            go_on = f", --resume {path} to continue that run" if header_of(path) is not None else ""
+            raise UsageProblem(f"--checkpoint {path} holds {describe(path)}; give another path{go_on}, or add "
+                               "--overwrite to replace it")
     if o["max_steps"] is not None and trainer.step >= o["max_steps"] and o["resume"]:
         raise UsageProblem(f"the checkpoint is already at step {trainer.step}; give a --max-steps above it")
     for note in notes:
@@ -267,13 +287,18 @@ def _corpus_for_checkpoint(text: str, ckpt, path: str, notes: list[str]) -> Corp
     return Corpus.from_text(text, val_fraction=ckpt.config.val_fraction, vocab=vocab, path=path)
 
 
+def load_checkpoint(path: str, given_as: str = "the path given to --checkpoint"):
+    """:func:`rnntui.checkpoint.load`, its messages naming where the user gave the path (``given_as``)."""
+    return _load(path, given_as)
+
+
 def _excerpt(chars: str, n: int = 20) -> str:
     return printable(chars[:n]) + ("…" if len(chars) > n else "")
 
 
 @main.command(context_settings=CONTEXT)
 @click.argument("checkpoint", type=str)
-@click.option("--prime", default="\n", show_default=repr("\n"), help="Text to feed the network first.")
+@click.option("--prime", default="\n", help="Text to feed the network first.  [default: a newline]")
 @click.option("-n", "--length", type=int, default=500, show_default=True, help="Characters to generate.")
 @click.option("--temperature", type=float, default=0.8, show_default=True, help="0 picks the most likely character.")
 @click.option("--seed", type=int, default=None, help="Seed for reproducible samples.")
@@ -281,7 +306,7 @@ def sample(checkpoint, prime, length, temperature, seed):
     """Generate text from a CHECKPOINT."""
     _positive("--seed", seed, allow_zero=True)
     try:
-        ckpt = load_checkpoint(checkpoint)
+        ckpt = load_checkpoint(checkpoint, "the CHECKPOINT given to rnntui sample")
         HyperParams().replace(temperature=temperature, sample_length=length)
     except (CheckpointError, ConfigError) as e:
         raise UsageProblem(str(e)) from None

@@ -186,6 +186,8 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     failure = None  # why the configured save did not happen
     if trainer.checkpoint_path and (state in (DIVERGED, CRASHED) or trainer.saved_step != trainer.step):
         _, failure = save_or_rescue(trainer)
+        if not failure:
+            _print_changes(trainer)  # where it went, and why when that is not the checkpoint path
 
     def where(saved_as: str) -> str:
         """Where the training is kept, or that it is not, as the end of the last line."""

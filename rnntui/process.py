@@ -13,6 +13,8 @@ training itself in a separate process:
 * ``Inspect`` futures are answered across the pipe.
 * If the view's process dies, the child notices the closed pipe, saves (to the trainer's
   checkpoint, else to ``rescue_path`` if there is unsaved progress) and exits: work is not lost.
+  Like every save, it replaces no file of another run's: it goes to a free name beside it then
+  (``Trainer.save``).
 * If the child dies (killed, out of memory), ``latest`` turns into a ``crashed`` snapshot that
   says so; the wrapped trainer keeps the state it had when training started (nothing is saved
   over a newer checkpoint).
@@ -47,11 +49,12 @@ STOP_GRACE = 60.0
 
 def trainer_state(trainer: Trainer) -> dict:
     """Everything needed to continue ``trainer`` elsewhere: its checkpoint state and what a view shows."""
-    arrays, header = _arrays_and_header(trainer)
+    arrays, header = _arrays_and_header(trainer)  # the header holds the run id and the change log
     return {
         "arrays": arrays, "header": header, "hyper": trainer.hyper, "state": trainer.state,
-        "samples": list(trainer.samples), "changes": list(trainer.changes), "message": trainer.message,
-        "error": trainer.error, "saved_step": trainer.saved_step, "grad": trainer.grad,
+        "samples": list(trainer.samples), "message": trainer.message, "error": trainer.error,
+        "saved_step": trainer.saved_step, "saved_path": trainer.saved_path, "claimed": trainer.claimed,
+        "grad": trainer.grad,
     }
 
 
@@ -62,10 +65,9 @@ def put_state(trainer: Trainer, st: dict, origin: str) -> None:
     trainer.state = st["state"]
     trainer.samples.clear()
     trainer.samples.extend(st["samples"])
-    trainer.changes.clear()
-    trainer.changes.extend(st["changes"])
     trainer.message, trainer.error = st["message"], st["error"]
-    trainer.saved_step, trainer.grad = st["saved_step"], st["grad"]
+    trainer.saved_step, trainer.saved_path, trainer.grad = st["saved_step"], st["saved_path"], st["grad"]
+    trainer.claimed = dict(st["claimed"])
 
 
 class TrainerProcess:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -256,3 +257,53 @@ def test_trainer_save_without_path_or_folder(make_trainer, tmp_path):
     assert tr.save() is None and "no checkpoint path" in tr.message
     assert tr.save(str(tmp_path / "gone" / "c.npz")) is None
     assert "NOT saved" in tr.message
+
+
+def test_the_change_log_survives_a_resume(make_trainer, tmp_path):
+    """The loss plot marks every change at its step (snapshot.changes): a resumed run must still have them."""
+    tr = make_trainer(lr=0.01)
+    _run(tr, 3)
+    tr.set_hyper(lr=0.02)
+    _run(tr, 2)
+    tr.set_hyper(clip_mode="element", clip=1.0)
+    tr.set_hyper(lr=-1.0)  # refused: also in the log
+    _run(tr, 1)
+    before = list(tr.changes)
+    assert [c.step for c in before] == [3, 5, 5] and "refused" in before[-1].text
+    save_checkpoint(tmp_path / "c.npz", tr)
+    ck = load_checkpoint(tmp_path / "c.npz")
+    assert ck.header["changes"] == [dataclasses.asdict(c) for c in before]  # plain dicts, one per entry
+    assert ck.header["changes"][0]["step"] == 3 and ck.header["changes"][0]["text"] == "lr 0.01 → 0.02"
+    resumed = resume_trainer(ck, tr.corpus)
+    assert list(resumed.changes) == before
+    assert resumed.snapshot().changes == tuple(before)
+    _run(resumed, 1)
+    resumed.set_hyper(lr=0.005)
+    assert [c.step for c in resumed.changes] == [3, 5, 5, 7]
+
+
+def test_change_entries_with_fields_this_version_does_not_know_still_load(make_trainer, tmp_path):
+    tr = make_trainer()
+    _run(tr, 1)
+    arrays, header = checkpoint._arrays_and_header(tr)
+    header["changes"] = [{"step": 1, "text": "lr 0.005 → 0.01", "kind": "hyper"}, {"step": 1, "text": "paused"}]
+    np.savez(tmp_path / "c.npz", __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    resumed = resume_trainer(load_checkpoint(tmp_path / "c.npz"), tr.corpus)
+    assert [(c.step, c.text) for c in resumed.changes] == [(1, "lr 0.005 → 0.01"), (1, "paused")]
+    header["changes"] = [{"step": -3, "text": "bad"}]
+    np.savez(tmp_path / "bad.npz", __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    with pytest.raises(CheckpointError, match="change step"):
+        resume_trainer(load_checkpoint(tmp_path / "bad.npz"), tr.corpus)
+
+
+def test_the_change_log_survives_a_resume_from_the_command_line(corpus_file, tmp_path, capsys):
+    from rnntui.cli import run
+
+    ck = tmp_path / "run.npz"
+    small = ["--hidden-size", "16", "--batch-size", "2", "--seq-length", "10"]
+    assert run([str(corpus_file), "--headless", "--max-steps", "4", *small, "--checkpoint", str(ck)]) == 0
+    first = [(c["step"], c["text"]) for c in load_checkpoint(ck).header["changes"]]
+    assert (4, "finished: reached 4 steps") in first
+    assert run([str(corpus_file), "--headless", "--max-steps", "6", "--resume", str(ck)]) == 0
+    after = [(c["step"], c["text"]) for c in load_checkpoint(ck).header["changes"]]
+    assert after[:len(first)] == first and (6, "finished: reached 6 steps") in after

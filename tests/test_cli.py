@@ -296,3 +296,67 @@ def test_sigterm_saves_checkpoint_and_exits_0(corpus_file, tmp_path):
     ckpt = load_checkpoint(ck)
     assert ckpt.step >= 1
     assert f"done: {ckpt.step} steps" in out
+
+
+# -- errors name what the user gave; the help documents what it shows -------------------------------------------
+
+
+def test_a_missing_checkpoint_is_named_by_the_option_or_argument_given(files, tmp_path, capsys):
+    missing = str(tmp_path / "missing.npz")
+    err = _one_line_error(capsys, run(["sample", missing]), "checkpoint not found", "CHECKPOINT given to rnntui sample")
+    assert "--resume" not in err
+    err = _one_line_error(capsys, run(["gradcheck", "--checkpoint", missing]), "the path given to --checkpoint")
+    assert "--resume" not in err
+    _one_line_error(capsys, run([str(files["good"]), "--headless", "--resume", missing]),
+                    "the path given to --resume")
+    err = _one_line_error(capsys, run(["sample", str(files["corrupt"])]), "corrupt", "rnntui sample")
+    assert "--resume" not in err and "--checkpoint" not in err
+    _one_line_error(capsys, run(["sample", str(tmp_path)]), "directory", "rnntui sample")
+
+
+def test_help_shows_every_default_readably_and_documents_train(capsys):
+    sample_help = CliRunner().invoke(main, ["sample", "--help"]).output
+    assert "[default: a newline]" in sample_help and "('\\n')" not in sample_help and "'\\n'" not in sample_help
+    train_help = CliRunner().invoke(main, ["train", "--help"], terminal_width=200).output
+    dtype = next(line for line in train_help.splitlines() if "--dtype" in line)
+    assert "Precision" in dtype and "[default: float32]" in dtype
+    assert "--overwrite" in train_help
+    main_help = " ".join(CliRunner().invoke(main, ["--help"], terminal_width=200).output.split())
+    assert "rnntui CORPUS means rnntui train CORPUS" in main_help
+    assert "rnntui train FILE" in main_help and "rnntui [options] -- FILE" in main_help
+
+
+@pytest.mark.parametrize("name", ["sample", "train", "gradcheck"])
+def test_a_corpus_named_like_a_command_is_given_with_train_or_after_dashes(text, tmp_path, monkeypatch, capsys, name):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    assert run(["train", name, "--headless", "--max-steps", "2", *SMALL]) == 0
+    assert f"training {name}:" in capsys.readouterr().out
+    assert run(["--headless", "--max-steps", "2", *SMALL, "--", name]) == 0
+    assert f"training {name}:" in capsys.readouterr().out
+
+
+def test_headless_end_says_where_the_run_was_saved_or_that_it_was_not(corpus_file, tmp_path, capsys):
+    assert run([str(corpus_file), "--headless", "--max-steps", "5", *SMALL]) == 0
+    assert "not saved: 5 steps discarded (no --checkpoint PATH given)\n" in capsys.readouterr().out
+    ck = tmp_path / "run.npz"
+    assert run([str(corpus_file), "--headless", "--max-steps", "5", *SMALL, "--checkpoint", str(ck)]) == 0
+    assert f"checkpoint: {ck} (step 5)\n" in capsys.readouterr().out
+
+
+def test_headless_divergence_without_a_checkpoint_says_nothing_was_saved(make_trainer, monkeypatch, capsys):
+    tr = make_trainer()
+    original = tr.model.loss_and_grads
+
+    def poisoned(*args):
+        loss, grads, h, diag = original(*args)
+        if tr.step == 3:
+            grads["by"][0, 0] = np.inf
+        return loss, grads, h, diag
+
+    monkeypatch.setattr(tr.model, "loss_and_grads", poisoned)
+    rc, _ = _headless_in_thread(tr, max_steps=50)
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and err.rstrip().endswith("; not saved: 3 steps discarded "
+                                                                "(no --checkpoint PATH given)")

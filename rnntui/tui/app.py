@@ -22,9 +22,11 @@ from textual import events
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
+from ..checkpoint import destination
 from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
 from .leaks import tidy
 from .screens.changelog import ChangeLogScreen, change_line, is_alert
@@ -146,7 +148,7 @@ class RnnTuiApp(App[int]):
         self._signal = sig
         snap = self.snapshot
         if not self.trainer.checkpoint_path and snap is not None and snap.step > 0 and snap.saved_step != snap.step:
-            self.send(SaveCheckpoint(self.save_path))
+            self.send(SaveCheckpoint(self.default_save_path))
         self._stop(save=True)
 
     def _train(self) -> str:
@@ -297,15 +299,43 @@ class RnnTuiApp(App[int]):
         self.push_screen(HyperparamsScreen(hyper), apply)
 
     @property
-    def save_path(self) -> str:
+    def default_save_path(self) -> str:
         """Where ctrl+s saves: --checkpoint, else a file named after the corpus in the working folder."""
         if self.trainer.checkpoint_path:
             return self.trainer.checkpoint_path
         stem = Path(self.trainer.corpus.path).stem or "rnntui"
         return f"{stem}.rnntui.npz"
 
+    @property
+    def save_path(self) -> str:
+        """Where ctrl+s writes now: the default path, or a free name beside it when that file is another run's."""
+        return self.save_destination()[0]
+
+    def save_destination(self) -> tuple[str, str]:
+        """``(where a save writes now, why not to the default path: "" when it does)``, as the trainer decides
+        it when it saves (``checkpoint.destination``)."""
+        return destination(self.default_save_path, self.trainer.run_id, self.trainer.claimed)
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """The palette's Screenshot (also ``action_screenshot``): an SVG in the run's folder (the checkpoint's,
+        else the working folder) rather than Textual's ~/Downloads, which a server seldom has; the message line
+        says where it went, or why it did not."""
+        folder = path or os.path.dirname(self.default_save_path) or "."
+        try:
+            saved = self.save_screenshot(filename, folder, time_format)
+        except OSError as e:
+            self.message_line.update(f"[$error b]screenshot NOT saved: {escape(e.strerror or str(e))} "
+                                     f"({escape(os.path.abspath(folder))})[/]", layout=False)
+            return None
+        here = os.path.relpath(saved)  # short enough for the message line when it is in the working folder
+        shown = os.path.abspath(saved) if here.startswith("..") else here
+        self.message_line.update(f"screenshot saved to {escape(shown)}", layout=False)
+        return saved
+
+
     def action_save(self) -> None:
-        self.send(SaveCheckpoint(self.save_path))
+        self.send(SaveCheckpoint(self.default_save_path))  # (or a free name beside it: Trainer.save says which)
 
     def action_quit(self) -> None:
         if self._quitting:
@@ -321,14 +351,16 @@ class RnnTuiApp(App[int]):
         if isinstance(self.screen, ConfirmQuit):
             return
 
+        where, why = self.save_destination()
+
         def chosen(choice: str | None) -> None:
             if choice == "save":
-                self.send(SaveCheckpoint(self.save_path))
+                self.send(SaveCheckpoint(self.default_save_path))  # the trainer picks the same free name
                 self._stop(save=False)
             elif choice == "quit":
                 self._stop(save=False)
 
-        self.push_screen(ConfirmQuit(f"Training is at step {snap.step} and not saved.", self.save_path), chosen)
+        self.push_screen(ConfirmQuit(lambda: self.snapshot, where, why, refresh_hz=self.refresh_hz), chosen)
 
     def _stop(self, *, save: bool) -> None:
         self._quitting = True
@@ -376,7 +408,7 @@ def make_app(trainer, *, separate_process: bool = True, **kwargs) -> RnnTuiApp:
     runner = TrainerProcess(trainer) if separate_process else trainer
     app = RnnTuiApp(runner, **kwargs)
     if separate_process:
-        runner.rescue_path = app.save_path  # where the child saves if this process dies
+        runner.rescue_path = app.default_save_path  # where the child saves if this process dies
     return app
 
 
@@ -404,7 +436,7 @@ def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metric
 def finish_app(app: RnnTuiApp, trainer) -> int:
     """After the app has ended, however it ended: make sure the trainer stopped, nothing unsaved is
     lost, and say so; returns the exit code. Output errors (the terminal is gone) are ignored."""
-    from ..headless import save_or_rescue
+    from ..headless import save_note, save_or_rescue
 
     app._stop_event.set()
     if app.worker is not None:
@@ -417,18 +449,16 @@ def finish_app(app: RnnTuiApp, trainer) -> int:
         err += [snap.error, f"rnntui: the trainer crashed: {snap.message}"]
         code = 1
     unsaved = trainer.step > 0 and trainer.saved_step != trainer.step
-    failed = False
+    failure = None
     if unsaved and (trainer.checkpoint_path or app._exception is not None):
         # the save on quit failed (or the app failed before it could ask): try once more, then elsewhere
-        saved, failure = save_or_rescue(trainer, trainer.checkpoint_path or app.save_path)
+        saved, failure = save_or_rescue(trainer, app.default_save_path)
         if failure:
-            failed, code = True, 1
+            code = 1
             err.append(f"rnntui: error: {failure}" + (f"; saved to {saved} instead" if saved
                                                       else "; the training since the last save is lost"))
-        elif not trainer.checkpoint_path:
-            out.append(f"checkpoint: {saved} (step {trainer.saved_step})")
-    if trainer.saved_step is not None and trainer.checkpoint_path and not failed:
-        out.append(f"checkpoint: {trainer.checkpoint_path} (step {trainer.saved_step})")
+    if not failure:  # where the run is saved, or that it is not, whichever way it ended
+        out.append(save_note(trainer))
     for lines, stream in ((out, sys.stdout), (err, sys.stderr)):
         for line in lines:
             try:

@@ -297,3 +297,103 @@ async def test_d_opens_the_derivation_screen_and_escape_returns():
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, DerivationScreen)
+
+
+async def test_the_quit_dialog_keeps_the_step_live_while_training_goes_on(tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    app = RnnTuiApp(make_trainer())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 3, what="steps")
+        await pilot.press("q")
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmQuit)
+
+        def shown_step() -> int:
+            return int(re.search(r"at step (\d+)", str(dialog.query_one("#confirm-text").render())).group(1))
+
+        opened_at = shown_step()
+        await wait_for(pilot, lambda: snap(app).step > opened_at + 50, what="training to go on")
+        await wait_for(pilot, lambda: shown_step() > opened_at + 50, what="the dialog to follow")
+        assert shown_step() <= snap(app).step
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+
+def _screenshots(folder):
+    return sorted(p.name for p in folder.iterdir() if p.suffix == ".svg")
+
+
+async def test_the_palette_screenshot_goes_to_the_working_folder_without_downloads(tmp_path, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # a server's home: no ~/Downloads
+    monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
+    monkeypatch.chdir(work)
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"screenshot")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: _screenshots(work), what="a screenshot in the working folder")
+        (name,) = _screenshots(work)
+        await wait_for(pilot, lambda: f"screenshot saved to {name}" in str(app.query_one("#message").render()),
+                       what="the message line to say where")
+    assert (work / name).read_text().startswith("<svg") and list(home.iterdir()) == []
+
+
+async def test_a_screenshot_goes_beside_the_checkpoint_or_says_why_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    trainer = make_trainer()
+    trainer.checkpoint_path = str(tmp_path / "runs" / "run.npz")
+    app = RnnTuiApp(trainer, start_paused=True)
+    async with app.run_test(size=(160, 30)) as pilot:  # wide enough for the temporary folder's long name
+        await started(pilot, app)
+        app.action_screenshot()  # the action (and the palette's command) deliver the screenshot
+        (name,) = _screenshots(tmp_path / "runs")
+        assert f"screenshot saved to runs/{name}" in str(app.query_one("#message").render())  # (below the cwd)
+        (tmp_path / "runs" / name).unlink()
+        (tmp_path / "runs").rmdir()
+        assert app.deliver_screenshot() is None
+        message = str(app.query_one("#message").render())
+        assert f"screenshot NOT saved: No such file or directory ({tmp_path / 'runs'})" in message
+
+
+async def _quit_and_note(app, capsys, *keys) -> str:
+    """Train a few steps (none when the app starts paused), press ``keys``; what finish_app prints."""
+    from rnntui.tui.app import finish_app
+
+    async with app.run_test(size=SIZE) as pilot:
+        if app.start_paused:
+            await started(pilot, app)
+        else:
+            await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 3, what="steps")
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    capsys.readouterr()
+    assert finish_app(app, app.trainer) == 0
+    return capsys.readouterr().out
+
+
+async def test_every_way_out_says_where_the_run_was_saved_or_that_it_was_not(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    app = RnnTuiApp(make_trainer())
+    out = await _quit_and_note(app, capsys, "q", "s")  # save & quit, no --checkpoint
+    assert out == f"checkpoint: tiny.rnntui.npz (step {app.trainer.step})\n"
+    app = RnnTuiApp(make_trainer())
+    out = await _quit_and_note(app, capsys, "q", "y")  # quit without saving
+    assert out == f"not saved: {app.trainer.step} steps discarded\n"
+    app = RnnTuiApp(make_trainer(), start_paused=True)
+    assert await _quit_and_note(app, capsys, "q") == "not saved: no step was trained\n"
+    app = RnnTuiApp(make_trainer(tmp_path))  # --checkpoint: q saves
+    out = await _quit_and_note(app, capsys, "q")
+    assert out == f"checkpoint: {tmp_path / 'run.npz'} (step {app.trainer.step})\n"
