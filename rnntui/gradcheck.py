@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import lecture
 from .model import PARAM_NAMES, CharRNN, softmax_jacobian, softmax_rows
 
 STEP = 1e-20  # the complex step h
@@ -103,34 +104,23 @@ def log_softmax(q: np.ndarray, axis: int = 0) -> np.ndarray:
 
 
 def hidden_states(u, w, bh, h0, inputs) -> list[np.ndarray]:
-    """h₀ … h_T, each (H, B): zₜ = u·xₜ + w·hₜ₋₁ + b_h, hₜ = tanh(zₜ), one step at a time.
-
-    u·xₜ for the one-hot columns xₜ is the columns ``inputs[:, t]`` of u.
-    """
-    hs = [h0]
-    for t in range(np.shape(inputs)[1]):
-        hs.append(np.tanh(u[:, inputs[:, t]] + w @ hs[-1] + bh))
-    return hs
+    """h₀ … h_T, each (H, B), by the lecture's recurrence (:func:`rnntui.lecture.states`)."""
+    _, hs = lecture.states({"u": u, "w": w, "bh": bh, "v": np.empty((u.shape[1], 0))}, inputs, h0)
+    return [hs[t] for t in range(-1, len(hs) - 1)]
 
 
 def output_loss(v, by, hs, targets):
-    """E from h₁ … h_T: qₜ = v·hₜ + b_y, ŷₜ = softmax(qₜ), E = −Σₜ log ŷₜ[targetₜ] / B."""
-    targets = np.asarray(targets)
-    B = targets.shape[0]
-    cols = np.arange(B)
-    E = 0.0
-    for t, h in enumerate(hs):
-        E = E - log_softmax(v @ h + by)[targets[:, t], cols].sum()
-    return E / B
+    """E from h₁ … h_T by the lecture's output layer (:func:`rnntui.lecture.outputs`)."""
+    return lecture.outputs({"v": v, "by": by}, dict(enumerate(hs)), targets)[1]
 
 
 def reference_loss(u, w, v, bh, by, h0, inputs, targets):
     """E = −Σₜ log ŷₜ[targetₜ], summed over the T steps and averaged over the B sequences.
 
-    Written from the lecture's equations, independently of ``CharRNN``; every operation is
-    analytic, so it accepts complex weights and h0 (and returns a complex E for them).
+    The lecture's forward loop (:func:`rnntui.lecture.forward`), independent of ``CharRNN``;
+    every operation is analytic, so it accepts complex weights and h0 (and returns a complex E).
     """
-    return output_loss(v, by, hidden_states(u, w, bh, h0, np.asarray(inputs))[1:], targets)
+    return lecture.forward({"u": u, "w": w, "v": v, "bh": bh, "by": by}, inputs, targets, h0).loss
 
 
 def complex_step(f, p: np.ndarray, idx, step: float = STEP) -> np.ndarray:

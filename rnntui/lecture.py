@@ -52,24 +52,41 @@ class Forward:
     loss: complex | float
 
 
-def forward(params: dict, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray) -> Forward:
-    """The forward loop over a (B, T) batch of indices from the (H, B) state ``h0``."""
-    u, w, v, bh, by = (params[k] for k in NAMES)
-    inputs, targets = np.asarray(inputs), np.asarray(targets)
-    B, T = inputs.shape
+def states(params: dict, inputs: np.ndarray, h0: np.ndarray) -> tuple[dict, dict]:
+    """The recurrence over a (B, T) batch of indices from the (H, B) state ``h0``: xs and hs by step."""
+    u, w, bh, v = params["u"], params["w"], params["bh"], params["v"]
+    inputs = np.asarray(inputs)
+    T = inputs.shape[1]
     V = v.shape[0]
-    dtype = np.result_type(u, w, v, h0)
-    xs, hs, ps = {}, {-1: np.array(h0, dtype)}, {}
-    loss = 0
+    dtype = np.result_type(u, w, bh, h0)
+    xs, hs = {}, {-1: np.array(h0, dtype)}
     for t in range(T):
         xs[t] = onehot(inputs[:, t], V, dtype)
         hs[t] = np.tanh(np.dot(u, xs[t]) + np.dot(w, hs[t - 1]) + bh)  # eq-8: u·x_t picks column x_t of u
+    return xs, hs
+
+
+def outputs(params: dict, hs: dict, targets: np.ndarray) -> tuple[dict, complex | float]:
+    """ŷ_t = softmax(v·h_t + b_y) for t = 0 … T−1, and E = −(1/B) Σ log ŷ_t[y_t] (from the logits)."""
+    v, by = params["v"], params["by"]
+    targets = np.asarray(targets)
+    B, T = targets.shape
+    ps = {}
+    loss = 0
+    for t in range(T):
         q = np.dot(v, hs[t]) + by  # q_t = v·h_t + b_y
         ps[t] = softmax(q)  # ŷ_t
-        # −log ŷ_t[y_t], from the logits (log-sum-exp): finite even where ŷ_t[y_t] underflows to 0
+        # −log ŷ_t[y_t] by log-sum-exp: finite even where ŷ_t[y_t] underflows to 0
         m = q.real.max(axis=0)
         loss = loss + np.sum(m + np.log(np.exp(q - m).sum(axis=0)) - q[targets[:, t], np.arange(B)])
-    return Forward(xs, hs, ps, loss / B)
+    return ps, loss / B
+
+
+def forward(params: dict, inputs: np.ndarray, targets: np.ndarray, h0: np.ndarray) -> Forward:
+    """The forward loop: :func:`states` then :func:`outputs`."""
+    xs, hs = states(params, inputs, h0)
+    ps, loss = outputs(params, hs, targets)
+    return Forward(xs, hs, ps, loss)
 
 
 @dataclass
