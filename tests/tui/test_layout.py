@@ -15,7 +15,7 @@ from textual.content import Content
 
 from rnntui.tui.app import MIN_SIZE, RnnTuiApp
 from rnntui.tui.widgets.gradients import GradientPanel, cell, title_parts
-from rnntui.tui.widgets.status import CUT_MARK, STATUS_STEPS, fit_message, status_line, status_parts
+from rnntui.tui.widgets.status import CUT_MARK, STATUS_STEPS, fit_message, message_rows, status_line, status_parts
 from rnntui.tui.widgets.text import fit_parts
 
 from .conftest import make_trainer, wait_for
@@ -119,6 +119,9 @@ async def test_layout_at_each_size(size):
         status_row = screen_lines(app)[app.status_bar.region.y]
         shown = plain(str(app.status_bar.render()))
         assert shown.strip() in status_row and cell_len(shown) <= app.status_bar.content_size.width
+        await wait_for(pilot, lambda: screen_lines(app)[-1].strip(), what="the footer")
+        footer_row = screen_lines(app)[-1]
+        assert "? help" in footer_row and "q quit" in footer_row, f"footer cut at {size}: {footer_row!r}"
         if size == (160, 48):  # the room is used: no blank row in the panel, a second sparkline column
             assert all(r[1:-1].strip() for r in rows[1:-1]), "\n".join(rows)
             assert "Δp/p over the run" in rows[1]
@@ -152,7 +155,11 @@ def test_message_line_fits_and_says_where_the_rest_is():
     assert plain(fit_message(text, 200)) == text
     cut = plain(fit_message(text, 78))
     assert cell_len(cut) <= 78 and cut.endswith(CUT_MARK) and cut.startswith("step 44435: lr 0.01 → 0.002")
-    hint = "press h to change settings, space to resume, ctrl+s to save"
-    alert = plain(fit_message("step 9: DIVERGED at step 9: non-finite loss; kept the parameters of step 8",
-                              58, (hint, "h settings · space resume"), alert=True))
-    assert alert.startswith("⚠ ") and alert.endswith("h settings · space resume") and cell_len(alert) <= 58
+    hints = ("press h to change settings, space to resume, ctrl+s to save", "h settings · space resume")
+    diverged = "step 9: DIVERGED at step 9: non-finite loss; kept the parameters of step 8"
+    alert = fit_message(diverged, 58, hints, alert=True, rows=3)  # an alert may take three rows: whole
+    assert plain(alert) == f"⚠ {diverged} — {hints[0]}" and message_rows(alert, 58) == 3
+    one_row = plain(fit_message(diverged, 58, hints, alert=True))
+    assert one_row.startswith("⚠ step 9: DIVERGED") and one_row.endswith(CUT_MARK) and cell_len(one_row) <= 58
+    short = plain(fit_message(diverged[:25], 58, hints, alert=True))
+    assert short == f"⚠ {diverged[:25]} — {hints[1]}"  # the hint that fits

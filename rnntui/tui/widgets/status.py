@@ -1,15 +1,16 @@
-"""StatusBar and MessageLine: the two one-line rows under the panels, fitted to the width they have.
+"""StatusBar and MessageLine: the rows under the panels, fitted to the width they have.
 
 The status bar holds state, step, loss, speed, time and the current settings. When they do not
 fit, the least useful part is shortened or dropped first (``STATUS_STEPS``), so every part shown
-is whole. The message line shows the latest change; one too long for the row is cut with a mark
-that says where to read it whole (``L``, the change-log screen).
+is whole. The message line shows the latest change, a confirmation in one row and an alert in up
+to four; one too long for that is cut with a mark that says where to read it whole (``L``, the
+change-log screen).
 """
 
 from __future__ import annotations
 
-from rich.cells import cell_len, set_cell_size
 from textual import events
+from textual.content import Content
 from textual.markup import escape
 from textual.widgets import Static
 
@@ -119,27 +120,49 @@ class StatusBar(_FittedLine):
             self.update(status_line(self._snap, self._width()), layout=False)  # fixed height: no relayout
 
 
-def fit_message(text: str, width: int, hints: tuple[str, ...] = (), *, alert: bool = False) -> str:
-    """The message line's markup: ``text`` whole if it fits, else cut with ``CUT_MARK``; the longest
-    of ``hints`` (what to do next) that leaves the text some room goes after it; an alert is marked ⚠
-    and drawn in the error colour."""
-    lead = "⚠ " if alert else ""
-    room, hint = width - cell_len(lead), ""
-    for h in (*hints, ""):
-        room = width - cell_len(lead) - (cell_len(h) + 3 if h else 0)
-        if room >= min(cell_len(text), 24):
-            hint = h
-            break
-    if cell_len(text) > room:
-        text = set_cell_size(text, max(0, room - cell_len(CUT_MARK))).rstrip() + CUT_MARK
+def _message_markup(lead: str, text: str, hint: str, alert: bool) -> str:
     body = escape(lead + text)
     if alert:
         body = f"[$text-error b]{body}[/]"
     return body + (f" — {escape(hint)}" if hint else "")
 
 
+def message_rows(markup: str, width: int) -> int:
+    """How many rows ``markup`` takes when wrapped to ``width`` cells."""
+    return max(1, len(Content.from_markup(markup).wrap(width))) if width > 0 else 1
+
+
+def fit_message(text: str, width: int, hints: tuple[str, ...] = (), *, alert: bool = False, rows: int = 1) -> str:
+    """The message line's markup in at most ``rows`` rows of ``width`` cells: ``text`` whole with the
+    longest of ``hints`` (what to do next) that fits; else ``text`` cut with ``CUT_MARK`` (the change
+    log has it whole), keeping the longest hint that leaves it some room: the keys to press matter
+    more than the rest of a text that can be read elsewhere. An alert is marked ⚠ and drawn in the
+    error colour."""
+    lead = "⚠ " if alert else ""
+
+    def fits(t: str, h: str) -> bool:
+        return message_rows(_message_markup(lead, t, h, alert), width) <= rows
+
+    for hint in hints or ("",):
+        if fits(text, hint):
+            return _message_markup(lead, text, hint, alert)
+    start = text[:24]
+    hint = next((h for h in hints if fits(start + CUT_MARK, h)), "")
+    lo, hi = 0, len(text)  # the longest start of the text that fits with the mark
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(text[:mid].rstrip() + CUT_MARK, hint):
+            lo = mid
+        else:
+            hi = mid - 1
+    return _message_markup(lead, text[:lo].rstrip() + CUT_MARK, hint, alert)
+
+
 class MessageLine(_FittedLine):
-    """The latest change in one row: cut to fit (the change log shows it whole); alerts marked ⚠ in $text-error."""
+    """The latest change: a confirmation in one row, an alert (marked ⚠, in $text-error) in up to
+    ``ALERT_ROWS`` rows; what does not fit is cut with ``CUT_MARK`` (the change log, L, shows it whole)."""
+
+    ALERT_ROWS = 4
 
     _shown: tuple[str, tuple[str, ...], bool] | None = None
 
@@ -150,11 +173,17 @@ class MessageLine(_FittedLine):
             self._draw()
 
     def update(self, content="", *, layout: bool = True) -> None:
-        """Show ``content`` as given (not fitted, not redrawn on a resize)."""
-        self._shown = None
-        super().update(content, layout=layout)
+        """Show ``content`` (markup or text) as a plain message, fitted like any other."""
+        self.show(content.plain if isinstance(content, Content) else Content.from_markup(str(content)).plain)
 
     def _draw(self) -> None:
-        if self._shown is not None:
-            text, hints, alert = self._shown
-            super().update(fit_message(text, self._width(), hints, alert=alert), layout=False)
+        if self._shown is None:
+            return
+        text, hints, alert = self._shown
+        width = self._width()
+        markup = fit_message(text, width, hints, alert=alert, rows=self.ALERT_ROWS if alert else 1)
+        rows = message_rows(markup, width)
+        relayout = self.styles.height is None or self.styles.height.value != rows
+        if relayout:  # an alert takes the rows it needs, and gives them back after
+            self.styles.height = rows
+        super().update(markup, layout=relayout)
