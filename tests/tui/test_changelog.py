@@ -57,7 +57,7 @@ async def test_an_alert_is_marked_on_the_message_line(tmp_path):
         x = line.index("⚠")
         style = app.screen.get_style_at(x + 2, app.message_line.region.y)
         assert style.bold and style.color is not None
-        assert style.color.triplet.hex.lower() == app.theme_variables["text-error"].lower()
+        assert style.color.triplet.hex.lower() == app.theme_variables["error"].lower()
         assert toasts(app) == []
 
 

@@ -31,7 +31,7 @@ def change_line(change: Change, step_width: int = 6) -> str:
     """One change as markup: its step (dim), its text; an alert marked ⚠ in the error colour."""
     text = escape(change.text)
     if is_alert(change):
-        text = f"[$text-error b]⚠ {text}[/]"
+        text = f"[$error b]⚠ {text}[/]"
     return f"[dim]{change.step:>{step_width}}[/] {text}"
 
 
@@ -71,7 +71,7 @@ class ChangeLogScreen(ModalScreen[None]):
         alerts = sum(is_alert(c) for c in changes)
         self.query_one("#changelog-head", Static).update(
             f"[b]Changes[/] · {len(changes)} kept by the trainer, newest last"
-            + (f" · [$text-error]⚠ {alerts} alert{'s' if alerts != 1 else ''}[/]" if alerts else ""))
+            + (f" · [$error]⚠ {alerts} alert{'s' if alerts != 1 else ''}[/]" if alerts else ""))
         self.query_one("#changelog-lines", Static).update(
             "\n".join(change_line(c, width) for c in changes) or "[dim]no changes yet[/]")
         if at_end:

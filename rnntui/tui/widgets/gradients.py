@@ -62,7 +62,7 @@ def cell(p, key: str) -> str:
         clipped = p.norm_post < p.norm_pre * 0.999999
         return f" [$text-warning]{text}↓[/]" if clipped else f" {text} "
     text = num(p.update_ratio, 6)
-    return f" [$text-error b]{text}![/]" if p.update_ratio > RATIO_ALARM else f" {text} "
+    return f" [$error b]{text}![/]" if p.update_ratio > RATIO_ALARM else f" {text} "
 
 
 def title_parts(snap: Snapshot) -> dict[str, tuple[str, ...]]:

@@ -123,7 +123,7 @@ class StatusBar(_FittedLine):
 def _message_markup(lead: str, text: str, hint: str, alert: bool) -> str:
     body = escape(lead + text)
     if alert:
-        body = f"[$text-error b]{body}[/]"
+        body = f"[$error b]{body}[/]"
     return body + (f" — {escape(hint)}" if hint else "")
 
 
@@ -159,7 +159,7 @@ def fit_message(text: str, width: int, hints: tuple[str, ...] = (), *, alert: bo
 
 
 class MessageLine(_FittedLine):
-    """The latest change: a confirmation in one row, an alert (marked ⚠, in $text-error) in up to
+    """The latest change: a confirmation in one row, an alert (marked ⚠, in $error) in up to
     ``ALERT_ROWS`` rows; what does not fit is cut with ``CUT_MARK`` (the change log, L, shows it whole)."""
 
     ALERT_ROWS = 4
