@@ -21,7 +21,7 @@ from rnntui.checkpoint import load as load_checkpoint
 from rnntui.cli import run
 from rnntui.headless import run_headless
 from rnntui.process import _start_child, trainer_state
-from rnntui.trainer import SaveCheckpoint, resume_trainer
+from rnntui.trainer import SaveCheckpoint, Stop, resume_trainer
 
 from .conftest import wait_until
 
@@ -237,8 +237,14 @@ def test_the_child_keeps_the_run_id_and_what_it_may_replace(make_trainer, tmp_pa
     trainer = make_trainer(checkpoint_path=str(path))
     trainer.claimed.update(checkpoint.claim(path))  # --overwrite
     runner = TrainerProcess(trainer)
-    runner.send(SaveCheckpoint())  # saved by the child, before its first step
-    assert runner.run(max_steps=3) == "finished"
+    runner.send(SaveCheckpoint())  # saved by the child
+    ended = {}
+    th = threading.Thread(target=lambda: ended.setdefault("state", runner.run(start_paused=True)), daemon=True)
+    th.start()
+    wait_until(lambda: runner.latest is not None and runner.latest.saved_step is not None, what="the child's save")
+    runner.send(Stop())
+    th.join(30)
+    assert ended["state"] == "stopped"
     ck = load_checkpoint(path)
     assert ck.step == 0 and ck.header["run_id"] == trainer.run_id and not (tmp_path / "claimed-2.npz").exists()
     assert trainer.saved_path == str(path) and trainer.save() == str(path)  # its own file now
