@@ -14,18 +14,10 @@ from rnntui.tui.screens.help import HELP
 from rnntui.tui.widgets.status import CUT_MARK
 
 from .conftest import make_trainer, wait_for
-from .test_layout import plain, screen_lines
+from .test_layout import plain, screen_lines, snap, started
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MANY = {"lr": 0.00125, "optimizer": "rmsprop", "clip_mode": "element", "clip": 0.005, "temperature": 1.3}
-
-
-def snap(app):
-    return app.trainer.latest
-
-
-async def started(pilot, app):
-    await wait_for(pilot, lambda: snap(app) is not None, what="first snapshot")
 
 
 def toasts(app) -> list:

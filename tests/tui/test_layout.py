@@ -26,6 +26,14 @@ LONG = {"optimizer": "rmsprop", "lr": 0.00125, "clip_mode": "element", "clip": 0
 IMPORTANT = ("state", "step", "loss", "rate", "optimizer", "lr", "clip", "temp", "save")
 
 
+def snap(app):
+    return app.trainer.latest
+
+
+async def started(pilot, app):
+    await wait_for(pilot, lambda: snap(app) is not None, what="first snapshot")
+
+
 def screen_lines(app) -> list[str]:
     """The characters on the app's screen, one string per row (what a person sees)."""
     return ["".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips()]

@@ -15,17 +15,9 @@ from rnntui.tui.widgets.samples import SamplePanel
 from rnntui.tui.widgets.text import fixed
 
 from .conftest import make_trainer, wait_for
-from .test_layout import panel_rows, screen_lines
+from .test_layout import panel_rows, screen_lines, snap, started
 
 SIZE = (80, 24)
-
-
-def snap(app):
-    return app.trainer.latest
-
-
-async def started(pilot, app):
-    await wait_for(pilot, lambda: snap(app) is not None, what="first snapshot")
 
 
 async def test_enter_on_a_select_applies_the_form():

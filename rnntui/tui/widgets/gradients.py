@@ -28,7 +28,8 @@ SPARKS = (("pre", ("‖g‖ pre over the run, log", "‖g‖ pre, log", "‖g‖
           ("ratio", ("Δp/p over the run, log", "Δp/p, log", "Δp/p")))
 LEGEND = (f"↓ post < pre: the clip changed it · ! Δp/p > {RATIO_ALARM:g}: step too large",
           f"↓ changed by the clip · ! Δp/p > {RATIO_ALARM:g}", f"↓ clipped · ! Δp/p > {RATIO_ALARM:g}")
-TITLE_STEPS = ("what", "keys", "rate", "mode", "name", "rate", "rate", "mode")
+#: the title's parts give way in this order; "gradients" stays until the rate and the mode are short
+TITLE_STEPS = ("what", "keys", "rate", "mode", "rate", "name", "rate", "mode")
 
 
 def columns_for(width: int) -> list[tuple[str, str, int]]:
