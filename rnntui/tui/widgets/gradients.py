@@ -97,7 +97,7 @@ class GradientPanel(Static):
     def show(self, snap: Snapshot) -> None:
         self._snap = snap
         g = snap.grad
-        title = fit_parts(title_parts(snap), max(0, self.size.width - 6), TITLE_STEPS, sep=" · ")
+        title = fit_parts(title_parts(snap), max(0, self.outer_size.width - 6), TITLE_STEPS, sep=" · ")
         self.border_title = escape(" · ".join(title.values()))
         inner = max(0, self.content_size.width)
         cols = columns_for(inner)
