@@ -137,3 +137,23 @@ def test_help_is_computed_from_the_run_and_names_the_documented_thresholds():
     assert f"more than {100 * monitor.SATURATED_SHARE:.0f} % of the tanh units" in text
     for opt in ("adam, rmsprop", "adagrad", "sgd", "momentum"):
         assert f"  - {opt}:" in text
+
+
+async def test_after_a_divergence_the_panels_say_which_figures_are_of_the_discarded_update():
+    from rnntui.tui.widgets.gradients import GradientPanel
+
+    trainer = make_trainer(optimizer="sgd", lr=1000, clip_mode="none")
+    for _ in range(50):
+        if trainer.train_step() is None:
+            break
+    assert trainer.state == "diverged"
+    app = RnnTuiApp(trainer, start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.trainer.latest is not None, what="snapshot")
+        app.tick(force=True)
+        await pilot.pause()
+        title = str(app.query_one(GradientPanel).border_title)
+        assert "discarded" in title
+        panel = _plain(app.query_one(TimeFlow))
+        kept_sigma = np.linalg.norm(np.array(trainer.model.params["w"]), 2)
+        assert f"σmax(w) {kept_sigma:.3g}" in panel  # of the kept parameters

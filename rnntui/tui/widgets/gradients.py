@@ -80,6 +80,10 @@ def title_parts(snap: Snapshot) -> dict[str, tuple[str, ...]]:
             pct = f"{100 * rate:.0f}%"
             span = (f"of last {window} steps", f"of {window} steps") if window else ("of recent steps",) * 2
             parts["rate"] = (f"clipped {pct} {span[0]}", f"clipped {pct} {span[1]}", f"{pct} of steps clipped", "")
+    if snap.discarded and g is not None:  # after a divergence: these gradients are of an update that was undone
+        parts["name"] = (f"gradients of the discarded update {g.step}", "gradients of the discarded update",
+                         "discarded update", "discarded")
+        parts.pop("rate", None)
     return parts
 
 
