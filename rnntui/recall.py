@@ -33,8 +33,9 @@ MIN_SHARE = 0.95
 MIN_LINES = 20
 #: How much of the training text the format is checked on (its beginning), besides the held-out lines.
 DETECT_CHARS = 20_000
-#: Characters each stream reads before its first scored line, so that line starts from a carried state.
-WARMUP_CHARS = 64
+#: Characters each stream reads before its first scored line, so that line starts from a carried state
+#: (16 were enough on recall.txt; see :class:`RecallProbe`).
+WARMUP_CHARS = 32
 #: Consecutive held-out lines per stream: fewer streams would mean more steps in sequence (slower),
 #: more streams more warm-up characters (more work).
 LINES_PER_STREAM = 8
@@ -149,7 +150,10 @@ class RecallProbe:
     each stream starts from zero :data:`WARMUP_CHARS` characters before its first line (the text
     really before it, not scored), so that its first line, too, starts from a carried state. The
     markers are drawn independently per line, so nothing earlier tells a line's marker: only the
-    memory of its own marker does.
+    memory of its own marker does. Measured on a model trained for 6,000 steps on recall.txt: with
+    16 or 64 characters of warm-up the 40 streams give the figures of one stream through the whole
+    held-out text to 0.001 nats at every k; with none, each stream's first line starts from zero and
+    k = 5 reads 0.19 nats instead of 0.016.
 
     **What is scored.** For a line at distance k the copy is the target at the step whose input is
     the ``=``; its loss is −log ŷ[copy] there, its accuracy whether argmax ŷ is the copy. Lines

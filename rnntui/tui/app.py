@@ -273,8 +273,8 @@ class RnnTuiApp(App[int]):
 
     def action_recall(self) -> None:
         if self.trainer.recall is None:
-            self.message_line.update("k: the copy loss per distance k needs a corpus in recall.txt's format "
-                                     "(nearly every line like a:..=a); this one is not", layout=False)
+            self.message_line.update("k: the copy-loss screen needs a corpus in recall.txt's format (a:..=a lines)",
+                                     layout=False)
             return
         self.push_screen(RecallScreen(lambda: self.snapshot))
 

@@ -80,7 +80,8 @@ async def test_k_on_a_corpus_of_another_format_says_so_in_the_message_line():
         await pilot.press("k")
         await pilot.pause(0.6)  # and later ticks do not overwrite what k said
         assert not isinstance(app.screen, RecallScreen)
-        assert "needs a corpus in recall.txt's format" in str(app.query_one("#message").render())
+        message = str(app.query_one("#message").render())
+        assert "needs a corpus in recall.txt's format (a:..=a lines)" in message, message  # whole, not cut
 
 
 def test_before_the_first_measurement_the_screen_says_when_it_comes():
