@@ -74,6 +74,9 @@ class RnnTuiApp(App[int]):
         Binding("k", "recall", "recall", show=False, id="recall"),
         Binding("ctrl+s", "save", "save", id="save"),
         Binding("l", "toggle_log", "log", show=False, id="log"),
+        Binding("w", "plot_window", "plot window", show=False, id="plot_window"),
+        Binding("e", "plot_smoothing", "plot smoothing", show=False, id="plot_smoothing"),
+        Binding("m", "plot_marks", "change marks", show=False, id="plot_marks"),
         Binding("L,shift+l", "changelog", "changes", show=False, id="changelog"),
         Binding("question_mark", "help", "help", id="help"),
         Binding("q", "quit", "quit", id="quit"),
@@ -224,6 +227,10 @@ class RnnTuiApp(App[int]):
                             self.action_recall)
         yield SystemCommand("Save checkpoint", f"ctrl+s → {self.save_path}", self.action_save)
         yield SystemCommand("Loss plot log / linear", "l", self.action_toggle_log)
+        yield SystemCommand("Loss plot window", "w: all → last 10k → 1k → 200 steps", self.action_plot_window)
+        yield SystemCommand("Loss plot smoothing", "e: EMA decay .98 → .995 → .999 → .9 → off",
+                            self.action_plot_smoothing)
+        yield SystemCommand("Loss plot change marks", "m: shown / hidden", self.action_plot_marks)
         yield SystemCommand("Change log: every change with its step", "L", self.action_changelog)
         yield SystemCommand("What the figures mean", "?", self.action_help)
 
@@ -266,6 +273,15 @@ class RnnTuiApp(App[int]):
         self.loss_plot.toggle_log()
         if self.snapshot is not None:
             self.loss_plot.show(self.snapshot)
+
+    def action_plot_window(self) -> None:
+        self.loss_plot.cycle_window()  # the plot redraws from the snapshot it has; its title says the window
+
+    def action_plot_smoothing(self) -> None:
+        self.loss_plot.cycle_smoothing()
+
+    def action_plot_marks(self) -> None:
+        self.loss_plot.toggle_marks()
 
     def action_changelog(self) -> None:
         if not isinstance(self.screen, ChangeLogScreen):

@@ -13,10 +13,12 @@ from textual.widgets import Markdown
 HELP = """\
 # rnntui — what you are looking at
 
-**Loss** — cross-entropy per character in nats (÷ ln 2 for bits); grey raw, cyan EMA, orange validation.
+**Loss** — cross-entropy per character in nats (÷ ln 2 for bits); the legend under the plot shows each line's glyph
+in its colour: `·` raw (dots at each column's lowest and highest loss), `▄` EMA (thick), `×` validation points.
 Healthy: falls from ln V (@LN_V@) towards 1.4–1.6 on English prose by 30k steps
 (measured: README "Healthy ranges"); val within ~0.15 of train.
-Magenta lines mark where a setting changed.
+Faint `│` lines mark where a setting changed (`m` hides them). The title says the window and the EMA decay:
+the EMA is computed from the recorded raw loss, ≈ the mean of the last 1/(1 − decay) steps.
 
 **Gradients** — one row per parameter (u input→hidden, w hidden→hidden, v hidden→output, bh, by) and the total.
 - *‖g‖ pre*: L2 norm of the gradient before clipping. Healthy: steady, no spikes of 10× or more.
@@ -76,6 +78,9 @@ The line above it is the latest change; an alert is marked ⚠; a line ending in
 | k | long-memory task (recall.txt-format corpora): copy loss and accuracy per distance k, held-out lines |
 | ctrl+s | save a checkpoint |
 | l | loss plot log / linear |
+| w | loss plot window: whole run → last 10k → 1k → 200 steps |
+| e | loss plot EMA decay: .98 → .995 → .999 → .9 → off |
+| m | loss plot change marks: shown / hidden |
 | L | change log: every change with its step, whole, live (esc closes) |
 | ctrl+p | command palette |
 | ? | this help |

@@ -41,8 +41,8 @@ MAX_STEP = 1e15
 MIN_WIDTH, MIN_HEIGHT = 16, 4
 
 # Each line's glyph, as drawn and as the legend shows it (the glyphs tell them apart without colour).
-RAW_MARKER, EMA_MARKER, VAL_MARKER = "·", "hd", "braille"
-LEGEND = {"raw": "·", "ema": "▄", "val": "⠒", "mark": "│"}
+RAW_MARKER, EMA_MARKER, VAL_MARKER = "·", "hd", "×"
+LEGEND = {"raw": "·", "ema": "▄", "val": "×", "mark": "│"}
 
 
 # -- what the user chose --------------------------------------------------------
@@ -57,7 +57,7 @@ class View:
         return "all steps" if self.window is None else f"last {step_label(self.window)}"
 
     def decay_label(self) -> str:
-        return "raw" if self.decay <= 0 else f"ema{f'{self.decay:g}'[1:]}"  # 0.98 → "ema.98"
+        return "raw" if self.decay <= 0 else f"ema {f'{self.decay:g}'[1:]}"  # 0.98 → "ema .98"
 
 
 def cycle(values: tuple, current):
@@ -345,7 +345,6 @@ class Curves:
     val: tuple[np.ndarray, np.ndarray]
     marks: tuple[float, ...]
     xlim: tuple[float, float] | None
-    ema_last: float | None  # the smoothed loss at the last step, in nats/char
     val_last: float | None
     raw_last: float | None
 
@@ -355,11 +354,10 @@ class Curves:
         rx, ry = finite_pairs(*history.get("loss", empty))
         vx, vy = finite_pairs(*history.get("val_loss", empty))
         sy = ema(rx, ry, view.decay) if view.decay > 0 and len(ry) else None
-        ema_last = float(sy[-1]) if sy is not None else None
         raw_last, val_last = (float(ry[-1]) if len(ry) else None), (float(vy[-1]) if len(vy) else None)
         xs = np.concatenate([rx, vx])
         if len(xs) == 0:
-            return cls(empty, None, empty, (), None, ema_last, val_last, raw_last)
+            return cls(empty, None, empty, (), None, val_last, raw_last)
         now, first = float(xs.max()), float(xs.min())
         start = first if view.window is None else max(first, now - view.window)
 
@@ -374,7 +372,7 @@ class Curves:
         smooth = shown(rx, sy) if sy is not None else None
         marks = tuple(float(c.step) for c in changes if is_setting_change(c) and start <= c.step <= now) \
             if view.marks else ()
-        return cls(shown(rx, ry), smooth, shown(vx, vy), marks, (start, now), ema_last, val_last, raw_last)
+        return cls(shown(rx, ry), smooth, shown(vx, vy), marks, (start, now), val_last, raw_last)
 
     @property
     def empty(self) -> bool:
@@ -409,7 +407,7 @@ def frame(curves: Curves, view: View, width: int, height: int) -> Frame | None:
     raw = envelope(*curves.raw, guess_cols)
     none = (np.empty(0), np.empty(0))
     smooth = thin(*curves.smooth, 2 * guess_cols) if curves.smooth is not None else none
-    val = thin(*curves.val, 2 * guess_cols)
+    val = thin(*curves.val, guess_cols // 2)  # dotted: every other column at most, the EMA shows between
     ys = np.concatenate([raw[1], smooth[1], val[1]])
     yaxis = (log_axis if view.log else linear_axis)(float(ys.min()), float(ys.max()), rows)
     cols = width - 1 - max(len(s) for s in yaxis.labels) - 1
@@ -429,11 +427,13 @@ def draw(plt: Plot, f: Frame, palette: Palette) -> None:
     plt.yticks(list(f.yaxis.ticks), list(f.yaxis.labels))
     for x in f.marks:  # drawn first: every line goes over them
         plt.vline(x, Palette.rgb(palette.mark))
-    # raw first, the validation loss thin over it, the smoothed loss thick on top
-    for (x, y), colour, marker in ((f.raw, palette.raw, RAW_MARKER), (f.val, palette.val, VAL_MARKER),
-                                   (f.smooth, palette.ema, EMA_MARKER)):
+    # the raw band first, the smoothed loss thick over it, the validation points on top (no line between
+    # them, so the smoothed loss shows through wherever the two are close)
+    for (x, y), colour, marker, draw_points in ((f.raw, palette.raw, RAW_MARKER, plt.plot),
+                                                (f.smooth, palette.ema, EMA_MARKER, plt.plot),
+                                                (f.val, palette.val, VAL_MARKER, plt.scatter)):
         if len(x):
-            plt.plot(x.tolist(), y.tolist(), color=Palette.rgb(colour), marker=marker)
+            draw_points(x.tolist(), y.tolist(), color=Palette.rgb(colour), marker=marker)
 
 
 def figure(curves: Curves, view: View, palette: Palette, width: int, height: int) -> str:
@@ -517,11 +517,10 @@ class LossPlot(PlotextPlot):
 
     def _set_titles(self) -> None:
         c, v, p = self._curves, self.view, self.palette
-        title = f"loss · {v.window_label()}"
-        if c.ema_last is not None:
-            title += f" · [{p.ema}]{v.decay_label()} {c.ema_last:.3f}[/]"
-        elif c.raw_last is not None:
-            title += f" · [{p.raw}]raw {c.raw_last:.3f}[/]"
+        # the smoothing is named, not given a figure: the status bar's "ema" is the trainer's own at
+        # every step, and a second, older figure beside it would read as a contradiction
+        title = f"loss · {v.window_label()} · " + (f"[{p.ema}]{v.decay_label()}[/]" if v.decay > 0
+                                                   else f"[{p.raw}]raw[/]")
         if c.val_last is not None:
             title += f" · [{p.val}]val {c.val_last:.3f}[/]"
         self.border_title = title
