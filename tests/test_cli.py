@@ -200,9 +200,8 @@ def _headless_in_thread(trainer, **kwargs):
     return result["rc"], out.getvalue()
 
 
-def test_headless_divergence_exits_1_and_saves_last_finite_parameters(make_trainer, tmp_path, monkeypatch, capsys):
-    ck = tmp_path / "c.npz"
-    tr = make_trainer(checkpoint_path=str(ck))
+def _diverges_after_step_3(tr, monkeypatch):
+    """An infinite gradient in by at step 4."""
     original = tr.model.loss_and_grads
 
     def poisoned(*args):
@@ -212,6 +211,12 @@ def test_headless_divergence_exits_1_and_saves_last_finite_parameters(make_train
         return loss, grads, h, diag
 
     monkeypatch.setattr(tr.model, "loss_and_grads", poisoned)
+
+
+def test_headless_divergence_exits_1_and_saves_last_finite_parameters(make_trainer, tmp_path, monkeypatch, capsys):
+    ck = tmp_path / "c.npz"
+    tr = make_trainer(checkpoint_path=str(ck))
+    _diverges_after_step_3(tr, monkeypatch)
     rc, out = _headless_in_thread(tr, max_steps=50, log_every=1)
     assert rc == 1
     err = capsys.readouterr().err
@@ -346,15 +351,7 @@ def test_headless_end_says_where_the_run_was_saved_or_that_it_was_not(corpus_fil
 
 def test_headless_divergence_without_a_checkpoint_says_nothing_was_saved(make_trainer, monkeypatch, capsys):
     tr = make_trainer()
-    original = tr.model.loss_and_grads
-
-    def poisoned(*args):
-        loss, grads, h, diag = original(*args)
-        if tr.step == 3:
-            grads["by"][0, 0] = np.inf
-        return loss, grads, h, diag
-
-    monkeypatch.setattr(tr.model, "loss_and_grads", poisoned)
+    _diverges_after_step_3(tr, monkeypatch)
     rc, _ = _headless_in_thread(tr, max_steps=50)
     assert rc == 1
     err = capsys.readouterr().err

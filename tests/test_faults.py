@@ -227,10 +227,9 @@ def test_divergence_headless_then_lower_lr_and_resume(corpus_file, tmp_path, cap
 # -- signals against a real headless process -------------------------------------------------------------------
 
 
-@POSIX
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
-def test_headless_signal_saves_and_exits_0(corpus_file, tmp_path, sig):
-    ck = tmp_path / "sig.npz"
+def signal_headless_run(corpus_file, tmp_path, ck, sig, meanwhile=None) -> tuple[int, str, str]:
+    """Start ``rnntui CORPUS --headless --checkpoint ck``, wait for its first progress line, call
+    ``meanwhile()``, send ``sig``; returns the exit code, stdout and stderr."""
     proc = subprocess.Popen([sys.executable, "-m", "rnntui", str(corpus_file), "--headless", *SMALL,
                              "--log-every", "1", "--checkpoint", str(ck)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
@@ -239,6 +238,8 @@ def test_headless_signal_saves_and_exits_0(corpus_file, tmp_path, sig):
     reader.start()
     try:
         _wait_for(lambda: any(x.startswith("step") for x in lines) or proc.poll() is not None, what="a step")
+        if meanwhile is not None:
+            meanwhile()
         proc.send_signal(sig)
         rc = proc.wait(30)
     finally:
@@ -246,8 +247,14 @@ def test_headless_signal_saves_and_exits_0(corpus_file, tmp_path, sig):
             proc.kill()
             proc.wait()
     reader.join(10)
-    err = proc.stderr.read()
-    out = "".join(lines)
+    return rc, "".join(lines), proc.stderr.read()
+
+
+@POSIX
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_headless_signal_saves_and_exits_0(corpus_file, tmp_path, sig):
+    ck = tmp_path / "sig.npz"
+    rc, out, err = signal_headless_run(corpus_file, tmp_path, ck, sig)
     assert rc == 0, err
     assert f"{sig.name}: stopping" in out and "Traceback" not in err
     ckpt = load_checkpoint(ck)

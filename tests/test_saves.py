@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
 
@@ -19,11 +17,11 @@ from rnntui import checkpoint
 from rnntui.checkpoint import destination, header_of, may_replace
 from rnntui.checkpoint import load as load_checkpoint
 from rnntui.cli import run
-from rnntui.headless import run_headless
 from rnntui.process import _start_child, trainer_state
 from rnntui.trainer import SaveCheckpoint, Stop, resume_trainer
 
 from .conftest import wait_until
+from .test_faults import _headless, signal_headless_run
 
 SMALL = ["--hidden-size", "16", "--batch-size", "2", "--seq-length", "10"]
 
@@ -142,17 +140,6 @@ def test_periodic_saves_go_beside_a_file_another_run_wrote_since(make_trainer, t
 # -- headless ------------------------------------------------------------------------------------------------
 
 
-def _headless(trainer, **kw):
-    out = io.StringIO()
-    result = {}
-    t = threading.Thread(target=lambda: result.setdefault(
-        "rc", run_headless(trainer, out=out, install_signals=False, **kw)), daemon=True)
-    t.start()
-    t.join(30)
-    assert not t.is_alive()
-    return result["rc"], out.getvalue()
-
-
 def test_headless_end_of_run_save_goes_beside_another_runs_checkpoint(make_trainer, tmp_path, capsys):
     path = tmp_path / "run.npz"
     tr = make_trainer(checkpoint_path=str(path))
@@ -169,28 +156,16 @@ def test_headless_end_of_run_save_goes_beside_another_runs_checkpoint(make_train
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_headless_signal_save_goes_beside_another_runs_checkpoint(corpus_file, tmp_path, make_trainer, sig):
     path = tmp_path / "sig.npz"
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "rnntui", str(corpus_file), "--headless", *SMALL,
-                             "--log-every", "1", "--checkpoint", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        wait_until(lambda: any(x.startswith("step") for x in lines) or proc.poll() is not None, what="a step")
-        theirs = _other_runs_checkpoint(make_trainer, path)  # another run saves there meanwhile
-        proc.send_signal(sig)
-        rc = proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(10)
-    err = proc.stderr.read()
+    theirs = {}
+
+    def another_run_saves_there():
+        theirs["bytes"] = _other_runs_checkpoint(make_trainer, path)
+
+    rc, out, err = signal_headless_run(corpus_file, tmp_path, path, sig, meanwhile=another_run_saves_there)
     assert rc == 0, err
-    assert path.read_bytes() == theirs
+    assert path.read_bytes() == theirs["bytes"]
     saved = load_checkpoint(tmp_path / "sig-2.npz")
-    assert f"checkpoint: {tmp_path / 'sig-2.npz'} (step {saved.step})" in "".join(lines)
+    assert f"checkpoint: {tmp_path / 'sig-2.npz'} (step {saved.step})" in out
 
 
 # -- the training process's rescue save --------------------------------------------------------------------------

@@ -273,15 +273,20 @@ async def test_crash_in_trainer_is_shown_and_exit_code_is_nonzero(monkeypatch):
     assert app.return_code == 1
 
 
+async def from_palette(pilot, command: str) -> None:
+    """Open the command palette, type ``command`` and run the first match."""
+    await pilot.press("ctrl+p")
+    await pilot.pause(0.3)
+    await pilot.press(*command)
+    await pilot.pause(0.5)
+    await pilot.press("enter")
+
+
 async def test_command_palette_runs_our_commands():
     app = RnnTuiApp(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.3)
-        await pilot.press(*"sample now")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await from_palette(pilot, "sample now")
         await wait_for(pilot, lambda: len(snap(app).samples) == 1, what="sample from the palette")
 
 
@@ -336,11 +341,7 @@ async def test_the_palette_screenshot_goes_to_the_working_folder_without_downloa
     app = RnnTuiApp(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
-        await pilot.press("ctrl+p")
-        await pilot.pause(0.3)
-        await pilot.press(*"screenshot")
-        await pilot.pause(0.5)
-        await pilot.press("enter")
+        await from_palette(pilot, "screenshot")
         await wait_for(pilot, lambda: _screenshots(work), what="a screenshot in the working folder")
         (name,) = _screenshots(work)
         await wait_for(pilot, lambda: f"screenshot saved to {name}" in str(app.query_one("#message").render()),
