@@ -1,0 +1,159 @@
+"""The lecture's vanilla tanh cell in the cell interface (:mod:`rnntui.cells.base`).
+
+    h_t = tanh(u·x_t + w·h_{t−1} + b_h)                                   eq-8
+
+BPTT, from ∂E/∂h_t from above (the output layer's vᵀ(ŷ_t − y_t), or the layer above):
+
+    ∂E/∂h_t     = (from above) + wᵀ·dhraw_{t+1}                           (dhnext of the step after)
+    dhraw_t     = (1 − h_t²) ⊙ ∂E/∂h_t                                    eq-7
+    ∂E/∂u       = Σ_t dhraw_t·x_tᵀ                                        eq-9
+    ∂E/∂w       = Σ_t dhraw_t·h_{t−1}ᵀ                                    eq-11
+    ∂E/∂b_h     = Σ_t dhraw_t
+    ∂E/∂h_{t−1} = wᵀ·dhraw_t                                              eq-13
+    ∂E/∂x_t     = uᵀ·dhraw_t                                              (to the layer below)
+
+The names and the equation numbers are the lecture's (``rnntui.lecture``). In PyTorch's ``nn.RNN``
+(tanh) terms: weight_ih = u, weight_hh = w, bias_ih + bias_hh = b_h (one bias: the two are redundant).
+Initialisation as ``CharRNN``'s: u and w drawn in that order from U(±1/√H) ("scaled") or N(0, 0.01²)
+("lecture"), b_h = 0; so a vanilla model starts from the weights it started from before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Cache, Cell, Equation, ParamSpec, RefBackward, RefForward, _sq, col, figures
+
+
+class RNN(Cell):
+    """h_t = tanh(u·x_t + w·h_{t−1} + b_h): parameters u (H, I), w (H, H), bh (H,); state (h,)."""
+
+    name = "rnn"
+    gates = ("",)
+    state_names = ("h",)
+    w_ih, w_hh = "u", "w"
+    equations = (
+        Equation("eq-8", "hₜ = tanh(u·xₜ + w·hₜ₋₁ + b_h)", "eq-8"),
+        Equation("dh", "∂E/∂hₜ = (from above) + wᵀ·dhrawₜ₊₁", "dh:"),
+        Equation("eq-7", "dhrawₜ = (1 − hₜ²) ⊙ ∂E/∂hₜ", "eq-7"),
+        Equation("b_h", "∂E/∂b_h = Σₜ dhrawₜ", "b_h:"),
+        Equation("eq-9", "∂E/∂u = Σₜ dhrawₜ·xₜᵀ", "eq-9"),
+        Equation("eq-11", "∂E/∂w = Σₜ dhrawₜ·hₜ₋₁ᵀ", "eq-11"),
+        Equation("eq-13", "∂E/∂hₜ₋₁ = wᵀ·dhrawₜ", "eq-13"),
+        Equation("dx", "∂E/∂xₜ = uᵀ·dhrawₜ", "dx:"),
+    )
+
+    def specs(self, input_size: int, hidden_size: int) -> tuple[ParamSpec, ...]:
+        I, H = int(input_size), int(hidden_size)  # noqa: E741
+        return (ParamSpec("u", (H, I), "weight", torch="weight_ih"),
+                ParamSpec("w", (H, H), "weight", torch="weight_hh"),
+                ParamSpec("bh", (H,), "zeros", torch="bias_ih"))
+
+    def torch_tensors(self, params: dict) -> dict[str, np.ndarray]:
+        out = super().torch_tensors(params)
+        out["bias_hh"] = np.zeros_like(out["bias_ih"])
+        return out
+
+    def from_torch(self, tensors: dict) -> dict[str, np.ndarray]:
+        out = super().from_torch(tensors)
+        out["bh"] = out["bh"] + np.asarray(tensors["bias_hh"])
+        return out
+
+    # -- fast path: the gates buffer is h_1 … h_T itself ----------------------------------------------------------
+    def _internal_bias(self, params: dict, c: Cache) -> np.ndarray:
+        return params["bh"]
+
+    def _gates_buffer(self, c: Cache) -> np.ndarray:
+        return c.array("h", ((c.T + 1) * c.B, c.H))[c.B:]
+
+    def _views(self, c: Cache) -> dict:
+        v = c.views.get("rnn")
+        if v is None:
+            T, B, H = c.T, c.B, c.H
+            steps = lambda a, n=T: a.reshape(n, B, -1)  # noqa: E731
+            v = c.views["rnn"] = {"h": steps(c.arrays["h"], T + 1)}
+            for name in ("D", "da", "carry"):
+                if name in c.arrays:
+                    v[name] = steps(c.arrays[name])
+            v["tmp"] = c.arrays.get("tmp")
+            if v["tmp"] is None or v["tmp"].shape != (B, H):
+                v["tmp"] = c.arrays["tmp"] = np.empty((B, H), c.dtype)
+        return v
+
+    def _recur(self, c: Cache) -> None:
+        v = self._views(c)
+        h3, Wf, tmp = v["h"], c.arrays["Wf"], v["tmp"]
+        for s in range(c.T):
+            h = h3[s + 1]  # holds u·x_t + b_h
+            np.matmul(h3[s], Wf, out=tmp)  # w·h_{t−1}, in rows
+            np.add(h, tmp, out=h)
+            np.tanh(h, out=h)  # eq-8
+
+    def _factors(self, c: Cache) -> None:
+        hs = c.arrays["h"][c.B:]
+        D = c.array("D", (c.N, c.H))
+        np.multiply(hs, hs, out=D)
+        np.subtract(1, D, out=D)  # eq-7: 1 − h_t²
+
+    def _back_step(self, c: Cache, s: int, dh, da, carry) -> None:
+        np.multiply(self._views(c)["D"][s], dh, out=da)  # eq-7: dhraw = (1 − h²) ⊙ ∂E/∂h
+        np.matmul(da, c.arrays["Wb"], out=carry)  # eq-13: wᵀ·dhraw, to h_{t−1}
+
+    def _back_loop(self, c: Cache, dh_top: np.ndarray):
+        c.array("da", (c.N, c.H))
+        c.array("carry", (c.N, c.H))
+        v = self._views(c)
+        dh3, da3, ca3 = dh_top.reshape(c.T, c.B, c.H), v["da"], v["carry"]
+        for s in range(c.T - 1, -1, -1):
+            dh = dh3[s]
+            if s < c.T - 1:
+                np.add(dh, ca3[s + 1], out=dh)  # from above + what step t+1 sent back
+            self._back_step(c, s, dh, da3[s], ca3[s])
+        da = c.arrays["da"]
+        return (ca3[0].copy(),), da, da
+
+    def _bias_grads(self, c: Cache, db_in, da_rec, grads: dict) -> None:
+        np.copyto(grads["bh"], db_in)
+
+    def _reach_work(self, c: Cache) -> dict:
+        B = c.B
+        return {"carried": [np.zeros((B, c.H), c.dtype)], "dh": np.empty((B, c.H), c.dtype),
+                "da": np.empty((B, c.H), c.dtype), "dx": np.empty((B, c.I), c.dtype)}
+
+    def _reach_step(self, c: Cache, s: int, inject, work: dict):
+        (carry,), dh = work["carried"], work["dh"]
+        if inject is None:
+            np.copyto(dh, carry)
+        else:
+            np.add(inject, carry, out=dh)
+        self._back_step(c, s, dh, work["da"], carry)
+        return (_sq(dh),), work["da"]
+
+    def saturation(self, cache: Cache) -> tuple:
+        return (figures("h", "tanh", cache.arrays["h"][cache.B:]),)
+
+    # -- the reference, batch in columns --------------------------------------------------------------------------
+    def reference_step(self, params: dict, x, state: tuple):
+        u, w, bh = params["u"], params["w"], params["bh"]
+        (h_prev,) = state
+        h = np.tanh(np.dot(u, x) + np.dot(w, h_prev) + col(bh))  # eq-8: u·x_t picks column x_t of u (one-hot)
+        return (h,), {"x": x, "h_prev": h_prev, "h": h}
+
+    def reference_bptt(self, params: dict, fwd: RefForward, dhs: list) -> RefBackward:
+        u, w = params["u"], params["w"]
+        dtype = np.result_type(u, w, fwd.steps[0]["h"], dhs[0])
+        du, dw, dbh = np.zeros(u.shape, dtype), np.zeros(w.shape, dtype), np.zeros(u.shape[0], dtype)
+        T = len(fwd.steps)
+        dhnext = np.zeros_like(fwd.steps[0]["h"], dtype=dtype)
+        steps, dxs = [None] * T, [None] * T
+        for t in reversed(range(T)):
+            x, h_prev, h = (fwd.steps[t][k] for k in ("x", "h_prev", "h"))
+            dh = dhs[t] + dhnext  # dh: ∂E/∂h_t = from above + what step t+1 sent back
+            dhraw = (1 - h * h) * dh  # eq-7: back through the tanh
+            dbh += dhraw.sum(axis=1)  # b_h: Σ_t dhraw_t
+            du += np.dot(dhraw, x.T)  # eq-9: dhraw·xᵀ
+            dw += np.dot(dhraw, h_prev.T)  # eq-11: dhraw·h_{t−1}ᵀ
+            dhnext = np.dot(w.T, dhraw)  # eq-13: wᵀ·dhraw goes to the step before
+            dxs[t] = np.dot(u.T, dhraw)  # dx: uᵀ·dhraw goes to the layer below
+            steps[t] = {"dh": dh, "dhraw": dhraw, "dhnext": dhnext}
+        return RefBackward({"u": du, "w": dw, "bh": dbh}, (dhnext,), dxs, steps)
