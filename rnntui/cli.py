@@ -1,7 +1,7 @@
 """The ``rnntui`` command.
 
     rnntui CORPUS [options]            train, watching it in the terminal app (or --headless)
-    rnntui train CORPUS [options]      the same (for a corpus named like a command: also rnntui -- CORPUS)
+    rnntui train CORPUS [options]      the same; also for a corpus named like a command (or: rnntui [options] -- CORPUS)
     rnntui sample CHECKPOINT [options] generate text from a checkpoint
     rnntui gradcheck [options]         numerical (complex-step) check of the BPTT gradients
 

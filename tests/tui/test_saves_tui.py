@@ -123,3 +123,30 @@ async def test_quitting_with_a_checkpoint_another_run_took_meanwhile_saves_besid
     assert capsys.readouterr().out == f"checkpoint: {tmp_path / 'run-2.npz'} (step {trainer.step})\n"
     assert (tmp_path / "run.npz").read_bytes() == theirs
     assert load_checkpoint(tmp_path / "run-2.npz").step == trainer.step
+
+
+async def test_when_the_training_process_dies_the_exit_line_counts_what_was_lost(tmp_path, capsys):
+    import os
+
+    from rnntui.process import TrainerProcess
+
+    trainer = make_trainer(tmp_path)
+    trainer.checkpoint_every = 5
+    runner = TrainerProcess(trainer)
+    app = RnnTuiApp(runner)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 8, timeout=30, what="steps")
+        await pilot.press("p")  # (a paused child publishes its exact state: nothing happens unseen before the kill)
+        await wait_for(pilot, lambda: snap(app).state == "paused", what="pause")
+        last = snap(app)
+        os.kill(runner.pid, signal.SIGKILL)
+        await wait_for(pilot, lambda: snap(app).state == "crashed", what="the crash")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    capsys.readouterr()
+    assert finish_app(app, runner) == 1
+    saved = load_checkpoint(tmp_path / "run.npz").step
+    assert saved == last.saved_step == last.step // 5 * 5  # the child's periodic save
+    n = last.step - saved
+    lost = f"; not saved: the last {n} step{'s' if n > 1 else ''} discarded" if n else ""
+    assert capsys.readouterr().out == f"checkpoint: {tmp_path / 'run.npz'} (step {saved}){lost}\n"
