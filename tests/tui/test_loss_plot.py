@@ -39,32 +39,33 @@ from .conftest import make_trainer, wait_for
 SMALL, LARGE = (80, 24), (160, 48)
 
 
-def layout_is_narrow(app) -> None:
-    """What 80×24 must look like: the wide-only panels hidden, the sample panel and the plot usable."""
+def layout(app) -> dict:
+    """Where every panel of the main screen is, and which size classes the screen has."""
     screen = app.screen_stack[0]
-    assert "-wide" not in screen.classes and "-tall" not in screen.classes
-    assert not app.change_log.display or app.change_log.region.height == 0
-    assert app.change_log.region.height == 0
-    assert app.sample_panel.region.height >= 5
-    assert app.loss_plot.region.height >= 8
-    right = app.query_one("#right")
-    assert right.region.width == 30
+    regions = {w.id or type(w).__name__: (w.region, w.display) for w in screen.query("#main, #main *, #message")}
+    return {"classes": {c for c in screen.classes if c.startswith("-")}, **regions}
 
 
 async def test_log_scale_survives_many_resizes_while_training():
     app = RnnTuiApp(make_trainer(), refresh_hz=20, plot_every=1)
     async with app.run_test(size=SMALL) as pilot:
         await wait_for(pilot, lambda: app.trainer.latest is not None and app.trainer.latest.step > 30, what="steps")
+        await pilot.pause(0.2)
+        small, large = layout(app), None
+        assert "-narrow" in small["classes"] and app.sample_panel.region.height >= 5
         await pilot.press("l")
         assert app.loss_plot.log_scale
         for _ in range(12):
             await pilot.resize_terminal(*LARGE)
             await pilot.pause(0.15)
-            assert app.change_log.region.height > 0  # the wide, tall layout shows the change log
+            assert "-wide" in layout(app)["classes"] and "-tall" in layout(app)["classes"]
+            large = large or layout(app)
+            assert layout(app) == large  # the same wide layout every time
             await pilot.resize_terminal(*SMALL)
             await pilot.pause(0.15)
-            layout_is_narrow(app)
+            assert layout(app) == small, "the 80×24 layout must come back as it was"
         assert app.is_running and app.return_code is None
+        assert not str(app.loss_plot.render()).startswith("plot failed")
 
 
 NAN, INF = float("nan"), float("inf")
@@ -318,10 +319,24 @@ async def test_title_and_legend_colours_are_the_colours_of_the_lines_and_all_lin
         assert legend["▄ ema"] == title[ema_word] and legend["× val"] == title[val_word]
         words = (Text.from_markup(str(plot.border_title)).plain + Text.from_markup(str(plot.border_subtitle)).plain)
         assert not names_a_colour(words), words
-        # the change marks: fainter than the raw loss, which is fainter than the lines
+
+
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light", "solarized-light", "nord"])
+async def test_lines_stand_out_and_marks_are_faint_in_every_theme(theme):
+    app = PlotOnly()
+    async with app.run_test(size=PLOT_SIZES[0]) as pilot:
+        plot = app.query_one(LossPlot)
+        plot.show(snapshot_of(loss_history(), changes=SETTING_CHANGES))
+        app.theme = theme
+        await pilot.pause()
+        legend = markup_colours(str(plot.border_subtitle), app)
+        assert legend["▄ ema"] == Palette.rgb(plot.palette.ema)  # the legend followed the theme
         surface = Color.parse(app.theme_variables["surface"])
         contrast = {k: abs(Color(*legend[k]).brightness - surface.brightness) for k in legend}
-        assert contrast["│ change"] < contrast["· raw"] < max(contrast["▄ ema"], contrast["× val"])
+        assert contrast["▄ ema"] >= 0.4 and contrast["× val"] >= 0.4, contrast
+        assert 0.1 < contrast["│ change"] < contrast["· raw"] < min(contrast["▄ ema"], contrast["× val"]), contrast
+        drawn = {colour for _, colour in cells(plot.render())}
+        assert set(legend.values()) <= drawn
 
 
 def test_help_and_legend_tell_the_lines_apart_by_glyph_without_colour():

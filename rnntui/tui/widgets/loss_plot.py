@@ -83,9 +83,19 @@ class Palette:
                 return Color.parse(default)
 
         fg, bg = get("foreground", "#e0e0e0"), get("surface", "#1e1e1e")
-        # towards the foreground: more contrast on a dark theme and on a light one alike
-        return cls(raw=bg.blend(fg, 0.55).hex, ema=get("primary", "#0178d4").blend(fg, 0.35).hex,
-                   val=get("warning", "#ffa62b").blend(fg, 0.1).hex, mark=bg.blend(fg, 0.3).hex)
+
+        def legible(colour: Color, contrast: float = 0.45) -> str:
+            """``colour`` moved towards the foreground until it stands out from the plot's background
+            (on a dark theme and on a light one alike)."""
+            for t in np.linspace(0.0, 1.0, 21):
+                mixed = colour.blend(fg, float(t))
+                if abs(mixed.brightness - bg.brightness) >= contrast:
+                    break
+            return mixed.hex
+
+        # the lines in the theme's colours, the raw loss a mid grey, the change marks fainter still
+        return cls(raw=bg.blend(fg, 0.55).hex, ema=legible(get("primary", "#0178d4")),
+                   val=legible(get("warning", "#ffa62b")), mark=bg.blend(fg, 0.3).hex)
 
     @staticmethod
     def rgb(hex_colour: str) -> tuple[int, int, int]:
@@ -245,7 +255,7 @@ def aligned_ticks(lo: float, hi: float, rows: int, min_step: float = 0.0) -> tup
             if n_ticks < 2 and rows > 2:
                 continue
             score = span / axis * (1.0 if 3 <= r <= 6 else 0.9 if r in (2, 7, 8) else 0.8) \
-                * (1.0 if n_ticks >= 3 else 0.85)
+                * (1.0 if n_ticks >= 3 else 0.7)
             if best is None or score > best[0]:
                 best = (score, start, start + axis, step)
     if best is None:  # too few rows for two ticks on whole rows: the two ends
@@ -536,6 +546,11 @@ class LossPlot(PlotextPlot):
             if Text.from_markup(candidate).cell_len <= room:
                 break
         self.border_subtitle = candidate
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        # the lines, title and legend take their colours from the theme: redo them when it changes
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._rebuild())
 
     def on_resize(self) -> None:
         self._set_titles()
