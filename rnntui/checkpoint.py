@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import io
-import itertools
 import json
 import os
 import tempfile
@@ -84,6 +83,8 @@ def _parse_header(raw: np.ndarray | None) -> dict | None:
 
 def header_of(path: str | os.PathLike) -> dict | None:
     """The header of the rnntui checkpoint at ``path`` (its arrays are not read), None for anything else."""
+    if not os.path.isfile(path):  # (a fifo or a device would block the read, or never end)
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
             header = _parse_header(z["__header__"] if "__header__" in z.files else None)
@@ -144,14 +145,12 @@ def destination(path: str | os.PathLike, run_id: str, claimed: dict | None = Non
         return str(path), ""
     p = Path(path)
     why = f"{path} belongs to another run" if header_of(path) is not None else f"{path} is not an rnntui checkpoint"
-    for n in itertools.count(2):
-        if n > FREE_NAMES:
-            raise CheckpointError(f"not saved: {path} and {FREE_NAMES - 1} numbered names beside it are taken; "
-                                  "give another --checkpoint PATH")
+    for n in range(2, FREE_NAMES + 1):
         candidate = p.with_name(f"{p.stem}-{n}{p.suffix}") if p.suffix else p.with_name(f"{p.name}-{n}")
         if may_replace(candidate, run_id, claimed):
             return str(candidate), why
-    raise AssertionError("unreachable")
+    raise CheckpointError(f"{why}, and the {FREE_NAMES - 1} numbered names beside it are taken too; "
+                          "save to another folder (--checkpoint PATH)")
 
 
 # -- writing -------------------------------------------------------------------------------------------

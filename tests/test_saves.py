@@ -279,3 +279,15 @@ def test_a_resumed_run_saving_elsewhere_may_replace_its_own_earlier_files(corpus
                 str(second)]) == 0
     assert load_checkpoint(second).step == 3
     assert load_checkpoint(first).header["run_id"] == load_checkpoint(second).header["run_id"]
+
+
+def test_when_every_name_beside_is_taken_nothing_is_replaced_and_the_save_says_so(make_trainer, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(checkpoint, "FREE_NAMES", 3)
+    taken = [_other_runs_checkpoint(make_trainer, tmp_path / name) for name in ("run.npz", "run-2.npz", "run-3.npz")]
+    tr = make_trainer()
+    _steps(tr, 1)
+    assert tr.save(str(tmp_path / "run.npz")) is None and tr.saved_step is None
+    assert tr.changes[-1].text == (f"checkpoint NOT saved: {tmp_path / 'run.npz'} belongs to another run, and the 2 "
+                                   "numbered names beside it are taken too; save to another folder (--checkpoint PATH)")
+    assert [(tmp_path / n).read_bytes() for n in ("run.npz", "run-2.npz", "run-3.npz")] == taken
