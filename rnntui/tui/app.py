@@ -35,6 +35,7 @@ from .screens.derivation import DerivationScreen
 from .screens.help import HelpScreen
 from .screens.hyperparams import HyperparamsScreen
 from .screens.recall import RecallScreen
+from .screens.trends import TrendsScreen
 from .widgets.footer import TidyFooter
 from .widgets.gradients import GradientPanel
 from .widgets.loss_plot import LossPlot
@@ -72,6 +73,7 @@ class RnnTuiApp(App[int]):
         Binding("h", "hyperparams", "hyper", id="hyper"),
         Binding("d", "derivation", "deriv", show=False, id="derivation"),
         Binding("k", "recall", "recall", show=False, id="recall"),
+        Binding("g", "trends", "trends", show=False, id="trends"),
         Binding("ctrl+s", "save", "save", id="save"),
         Binding("l", "toggle_log", "log", show=False, id="log"),
         Binding("w", "plot_window", "plot window", show=False, id="plot_window"),
@@ -225,6 +227,8 @@ class RnnTuiApp(App[int]):
         yield SystemCommand("Derivation: the lecture's equations, live", "d", self.action_derivation)
         yield SystemCommand("Long-memory task: copy loss per distance k", "k: recall.txt-format corpora",
                             self.action_recall)
+        yield SystemCommand("Trends: any recorded series over the steps",
+                            "g: losses, ‖g‖ pre/post clip, Δp/p, lr, σmax(w), saturation, reach", self.action_trends)
         yield SystemCommand("Save checkpoint", f"ctrl+s → {self.save_path}", self.action_save)
         yield SystemCommand("Loss plot log / linear", "l", self.action_toggle_log)
         yield SystemCommand("Loss plot window", "w: all → last 10k → 1k → 200 steps", self.action_plot_window)
@@ -293,6 +297,12 @@ class RnnTuiApp(App[int]):
                                      layout=False)
             return
         self.push_screen(RecallScreen(lambda: self.snapshot))
+
+    def action_trends(self) -> None:
+        if not self.is_screen_installed("trends"):  # one instance: the series chosen stay chosen
+            self.install_screen(TrendsScreen(lambda: self.snapshot, refresh_hz=self.refresh_hz), name="trends")
+        if self.get_screen("trends") not in self.screen_stack:
+            self.push_screen("trends")
 
     def action_derivation(self) -> None:
         self.push_screen(DerivationScreen(self.trainer))

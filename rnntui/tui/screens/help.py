@@ -76,6 +76,7 @@ The line above it is the latest change; an alert is marked ⚠; a line ending in
 | h | hyperparameter form (every setting; validated) |
 | d | derivation: the lecture's equations on the live model |
 | k | long-memory task (recall.txt-format corpora): copy loss and accuracy per distance k, held-out lines |
+| g | trends: any recorded series over the steps, up to 3 at once (space); log axis if all > 0, over a decade |
 | ctrl+s | save a checkpoint |
 | l | loss plot log / linear |
 | w | loss plot window: whole run → last 10k → 1k → 200 steps |
