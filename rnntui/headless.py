@@ -184,6 +184,7 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     if lost and out is sys.stdout:
         _silence_stdout()
     failure = None  # why the configured save did not happen
+    unsaved_because = "" if trainer.checkpoint_path else NO_CHECKPOINT
     if trainer.checkpoint_path and (state in (DIVERGED, CRASHED) or trainer.saved_step != trainer.step):
         _, failure = save_or_rescue(trainer)
         if not failure:
@@ -192,10 +193,10 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     def where(saved_as: str) -> str:
         """Where the training is kept, or that it is not, as the end of the last line."""
         if failure:
-            return _where(trainer.saved_path if trainer.saved_step == trainer.step else None, failure)
+            return "; " + failure_note(trainer.saved_path if trainer.saved_step == trainer.step else None, failure)
         if trainer.saved_path and trainer.saved_step == trainer.step:
             return f"; {saved_as} {trainer.saved_path}"
-        return f"; {save_note(trainer, NO_CHECKPOINT)}"
+        return f"; {save_note(trainer, unsaved_because)}"
 
     if state == DIVERGED:
         _warn(f"rnntui: training diverged: {why}{where('last finite parameters saved to')}")
@@ -210,7 +211,7 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     if failure:
         _warn(f"rnntui: error: stopped at step {trainer.step}{where('')}")
         return EXIT_FAILED
-    say(save_note(trainer, NO_CHECKPOINT))
+    say(save_note(trainer, unsaved_because))
     say(f"done: {trainer.step} steps, loss {trainer.loss_ema:.3f} nats/char (ema)" if trainer.loss_ema is not None
         else f"done: {trainer.step} steps")
     return EXIT_FAILED if lost else EXIT_OK
@@ -256,10 +257,9 @@ def _steps(n: int) -> str:
     return f"{n} step" + ("" if n == 1 else "s")
 
 
-def _where(saved: str | None, failure: str | None) -> str:
-    if failure is None:
-        return f"; checkpoint saved to {saved}"
-    return f"; {failure}" + (f"; saved to {saved} instead" if saved else "; the training since the last save is lost")
+def failure_note(saved: str | None, failure: str) -> str:
+    """``failure`` (why the save did not happen), and where the training went instead (``saved``), if anywhere."""
+    return failure + (f"; saved to {saved} instead" if saved else "; the training since the last save is lost")
 
 
 def _warn(text: str) -> None:

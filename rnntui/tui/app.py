@@ -462,7 +462,7 @@ def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metric
 def finish_app(app: RnnTuiApp, trainer) -> int:
     """After the app has ended, however it ended: make sure the trainer stopped, nothing unsaved is
     lost, and say so; returns the exit code. Output errors (the terminal is gone) are ignored."""
-    from ..headless import save_note, save_or_rescue
+    from ..headless import failure_note, save_note, save_or_rescue
 
     app._stop_event.set()
     if app.worker is not None:
@@ -481,8 +481,7 @@ def finish_app(app: RnnTuiApp, trainer) -> int:
         saved, failure = save_or_rescue(trainer, app.default_save_path)
         if failure:
             code = 1
-            err.append(f"rnntui: error: {failure}" + (f"; saved to {saved} instead" if saved
-                                                      else "; the training since the last save is lost"))
+            err.append(f"rnntui: error: {failure_note(saved, failure)}")
     if not failure:  # where the run is saved, or that it is not, whichever way it ended
         out.append(save_note(trainer))
     for lines, stream in ((out, sys.stdout), (err, sys.stderr)):
