@@ -28,7 +28,7 @@ from rnntui.tui.screens.trends import (
     frame,
     series_colours,
 )
-from rnntui.tui.widgets.loss_plot import DEFAULT_PALETTE
+from rnntui.tui.widgets.loss_plot import DEFAULT_PALETTE, Palette
 
 from .conftest import make_trainer, wait_for
 from .test_loss_plot import NASTY as LOSS_NASTY
@@ -219,6 +219,21 @@ async def test_the_title_says_log_or_linear_for_series_with_a_known_answer():
         assert plain(plot.border_title).startswith("linear (0.176 decades)")
         source.snap = fake(3, [0.0, 1.0, 100.0])
         await wait_for(pilot, lambda: "a value ≤ 0" in plain(plot.border_title), what="a zero")
+
+
+async def test_list_marks_title_and_lines_share_a_colour_that_follows_the_theme():
+    source = SimpleNamespace(snap=fake(1, np.linspace(1.0, 2.0, 30)))
+    app = Host(source)
+    async with app.run_test(size=SMALL) as pilot:
+        await pilot.pause(0.2)
+        screen = app.screen
+        for theme in ("textual-dark", "textual-light"):
+            app.theme = theme
+            await pilot.pause(0.2)
+            colour = series_colours(Palette.from_theme(app.theme_variables))[0]
+            assert screen.plot.colours[0] == colour
+            assert colour in str(screen.options.get_option("pre:w").prompt)
+            assert colour in str(screen.plot.border_title) and colour in str(screen.plot.border_subtitle)
 
 
 # -- live ------------------------------------------------------------------------------------

@@ -323,6 +323,8 @@ class TrendsScreen(Screen):
         self.options.focus()
         self.poll()
         self.set_interval(1.0 / self.refresh_hz, self.poll)
+        # the marks in the list, the lines, title and legend take their colours from the theme
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._changed())
 
     def on_screen_resume(self) -> None:
         self.poll()
@@ -343,10 +345,6 @@ class TrendsScreen(Screen):
             return f"  [dim]○[/] {s.label}"
         i = self.shown.index(s.name)
         return f"  [{self.plot.colours[i]}]{GLYPHS[i]} [b]{s.label}[/][/]"
-
-    def _relabel(self) -> None:
-        for s in self.series:
-            self.options.replace_option_prompt(s.name, self._prompt(s))
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option.id is not None:
@@ -413,3 +411,7 @@ class TrendsScreen(Screen):
 
     def _redraw(self) -> None:
         self.plot.show(Trend.build(self._history, [describe(n) for n in self.shown]))
+
+    def _relabel(self) -> None:
+        for s in self.series:
+            self.options.replace_option_prompt(s.name, self._prompt(s))
