@@ -349,6 +349,13 @@ class CharRNN:
         for name, shape in (("u", (H, V)), ("w", (H, H)), ("v", (V, H))):  # the draws in this order
             self.params[name][...] = draw(*shape)
 
+    def __getstate__(self) -> dict:
+        # The work buffers are views of each other (a part's per-step blocks alias its arrays); a pickle
+        # would copy them apart and the next pass would compute on stale copies. They are not state.
+        state = self.__dict__.copy()
+        state["_buffers"] = {}
+        return state
+
     # -- convenience -------------------------------------------------------------
     u = property(lambda self: self.params["u"])
     w = property(lambda self: self.params["w"])

@@ -64,3 +64,17 @@ def test_the_loop_keeps_every_steps_terms_and_accepts_complex_weights():
     bumped["w"][2, 3] += 1j * h
     d = lecture.forward(bumped, x, y, h0).loss.imag / h
     assert d == pytest.approx(back.grads["w"][2, 3], rel=1e-10)
+
+
+def test_a_pickled_model_computes_what_the_original_does_even_after_a_pass():
+    # the work buffers alias each other; a copy through pickle (the child process's pipe) must not keep them
+    import pickle
+
+    m, x, y, h0 = _problem(9, 12, 3, 8, seed=4)
+    m.loss(x, y, h0)  # fills the work buffers
+    copy = pickle.loads(pickle.dumps(m))
+    params = {k: np.array(m.params[k]) for k in PARAM_NAMES}
+    ref = lecture.bptt(params, x, y, h0)[1].grads
+    _, grads, _, _ = copy.loss_and_grads(x, y, h0)
+    for k in PARAM_NAMES:
+        np.testing.assert_allclose(grads[k], ref[k], rtol=1e-12, atol=1e-13, err_msg=k)
