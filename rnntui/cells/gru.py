@@ -48,7 +48,7 @@ class GRU(Cell):
     state_names = ("h",)
     order = (1, 0, 2)  # internal (z, r, n)
     back_in_order = (2, 1, 0)  # the input-side δa in the backward: (n, z, r)
-    sigmoid_blocks = 2
+    scales = (-1.0, -1.0, 1.0)
     equations = (
         Equation("gru-1", "rₜ = σ(W_ir·xₜ + b_ir + W_hr·hₜ₋₁ + b_hr)", "gru-1"),
         Equation("gru-2", "zₜ = σ(W_iz·xₜ + b_iz + W_hz·hₜ₋₁ + b_hz)", "gru-2"),
@@ -80,7 +80,7 @@ class GRU(Cell):
 
     # -- fast path ---------------------------------------------------------------------------------------------------
     def _internal_bias(self, params: dict, c: Cache) -> np.ndarray:
-        """b_ih, plus b_hr and b_hz (b_hn stays inside, under the reset gate), internal order, z and r halved."""
+        """b_ih, plus b_hr and b_hz (b_hn stays inside, under the reset gate), internal order, times ``scales``."""
         H = c.H
         b = c.array("bsum", (3 * H,))
         np.copyto(b, params["b_ih"])
@@ -90,43 +90,47 @@ class GRU(Cell):
         return np.multiply(bias, c.arrays["scale"], out=bias)
 
     def _views(self, c: Cache) -> dict:
+        """Per-step views of the cache's arrays (made once per allocation): ``fwd[s]`` for the forward step,
+        ``factors[s]`` and ``grads[s]`` for the backward step (once their arrays exist)."""
         v = c.views.get("gru")
         if v is None:
             T, B, H = c.T, c.B, c.H
             a = c.arrays
-            v = c.views["gru"] = {"G": a["G"].reshape(T, B, 3 * H), "h": a["h"].reshape(T + 1, B, H)}
-            for name, shape in (("hh", (T, B, 3 * H)), ("FZ", (T, B, 2, H)), ("CR", (T, B, 2, H)),
-                                ("D", (T, B, 4, H)), ("carry", (T, B, H))):
-                if name in a:
-                    v[name] = a[name].reshape(shape)
-            if "D" in v:
-                v["D2"] = a["D"].reshape(T, B, 4 * H)
+            G3, h3, hh3 = a["G"].reshape(T, B, 3 * H), a["h"].reshape(T + 1, B, H), a["hh"].reshape(T, B, 3 * H)
+            v = c.views["gru"] = {"fwd": [(h3[s], h3[s + 1], G3[s][:, :2 * H], G3[s][:, :H], G3[s][:, H:2 * H],
+                                           G3[s][:, 2 * H:], hh3[s], hh3[s][:, :2 * H], hh3[s][:, 2 * H:])
+                                          for s in range(T)]}
+            if "FZ" in a:
+                FZ4, CR4 = a["FZ"].reshape(T, B, 2, H), a["CR"].reshape(T, B, 2, H)
+                v["factors"] = [(FZ4[s], CR4[s], G3[s][:, :H]) for s in range(T)]
+            if "carry" in a:
+                D2, ca3 = a["D"].reshape(T, B, 4 * H), a["carry"].reshape(T, B, H)
+                v["grads"] = [self._d_views(D2[s]) + (ca3[s],) for s in range(T)]
         return v
 
+    @staticmethod
+    def _d_views(D: np.ndarray) -> tuple:
+        """A step's (B, 4H) [δa_n, δa_z, δa_r, ∂E/∂hn]: its (δa_n, δa_z) and (δa_r, ∂E/∂hn) pairs as (B, 2, H), δa_n
+        as (B, 1, H) and the recurrent side [δa_z, δa_r, ∂E/∂hn] (B, 3H)."""
+        D4 = D.reshape(D.shape[0], 4, -1)
+        return D4[:, :2], D4[:, 2:], D4[:, :1], D[:, D4.shape[2]:]
+
     def _recur(self, c: Cache) -> None:
-        T, B, H = c.T, c.B, c.H
-        c.array("hh", (c.N, 3 * H))
-        tmp = c.array("tmp", (B, H))
-        v = self._views(c)
-        G3, h3, hh3, Wf, bhn = v["G"], v["h"], v["hh"], c.arrays["Wf"], c.arrays["bhn"]
-        H2 = 2 * H
-        for s in range(T):
-            hp, g, q = h3[s], G3[s], hh3[s]  # g holds W_ih·x_t + biases (z, r halved)
-            np.matmul(hp, Wf, out=q)  # W_hh·h_{t−1} for the three gates (z, r halved)
-            zr = g[:, :H2]
-            np.add(zr, q[:, :H2], out=zr)
-            np.tanh(zr, out=zr)
-            np.multiply(zr, 0.5, out=zr)
-            np.add(zr, 0.5, out=zr)  # z, r = σ(a) = ½·tanh(a/2) + ½
-            hn = q[:, H2:]
+        c.array("hh", (c.N, 3 * c.H))
+        tmp = c.array("tmp", (c.B, c.H))
+        Wf, bhn = c.arrays["Wf"], c.arrays["bhn"]
+        for h_prev, h, zr, z, r, n, q, q_zr, hn in self._views(c)["fwd"]:
+            np.matmul(h_prev, Wf, out=q)  # W_hh·h_{t−1} for the three gates (−1 × for z and r)
+            np.add(zr, q_zr, out=zr)  # + W_ih·x_t + biases: −a for z and r
+            np.exp(zr, out=zr)
+            np.add(zr, 1, out=zr)
+            np.reciprocal(zr, out=zr)  # z, r = σ(a)
             np.add(hn, bhn, out=hn)  # gru-3
-            n = g[:, H2:]
-            np.multiply(g[:, H:H2], hn, out=tmp)
+            np.multiply(r, hn, out=tmp)
             np.add(n, tmp, out=n)
             np.tanh(n, out=n)  # gru-4
-            h = h3[s + 1]
-            np.subtract(hp, n, out=h)
-            np.multiply(h, g[:, :H], out=h)
+            np.subtract(h_prev, n, out=h)
+            np.multiply(h, z, out=h)
             np.add(h, n, out=h)  # gru-5: h = n + z ⊙ (h_{t−1} − n)
 
     def _factors(self, c: Cache) -> None:
@@ -149,16 +153,15 @@ class GRU(Cell):
         np.multiply(Cr, hn, out=Cr)
         np.copyto(CR[:, H:], r)
 
-    def _back_step(self, c: Cache, s: int, dh, D, carry, tmp) -> None:
-        """One step back from ∂E/∂h_t ``dh`` (total): ``D`` (B, 4H) = [δa_n, δa_z, δa_r, ∂E/∂hn], and
-        ``carry`` = ∂E/∂h_{t−1} (gru-18)."""
-        v = self._views(c)
-        H = c.H
-        D4 = D.reshape(c.B, 4, H)
-        np.multiply(v["FZ"][s], dh[:, None, :], out=D4[:, :2])  # gru-7, 9 and gru-8, 13: δa_n, δa_z
-        np.multiply(v["CR"][s], D4[:, :1], out=D4[:, 2:])  # gru-10 … 12: δa_r, ∂E/∂hn
-        np.matmul(D[:, H:], c.arrays["Wb"], out=carry)  # W_hhᵀ·[δa_z, δa_r, ∂E/∂hn]
-        np.multiply(dh, v["G"][s][:, :H], out=tmp)
+    @staticmethod
+    def _back_step(Wb, dh, FZ, CR, z, D_nz, D_rh, D_n, D_rec, carry, tmp) -> None:
+        """One step back from ∂E/∂h_t ``dh`` (total) into the step's [δa_n, δa_z, δa_r, ∂E/∂hn] (through its views
+        ``D_nz``, ``D_rh``, ``D_n``, ``D_rec``, see _d_views) and ``carry`` = ∂E/∂h_{t−1} (gru-18). ``FZ``, ``CR``
+        (B, 2, H) and ``z`` are the step's factors and update gate."""
+        np.multiply(FZ, dh[:, None, :], out=D_nz)  # gru-7, 9 and gru-8, 13: δa_n, δa_z
+        np.multiply(CR, D_n, out=D_rh)  # gru-10 … 12: δa_r, ∂E/∂hn
+        np.matmul(D_rec, Wb, out=carry)  # W_hhᵀ·[δa_z, δa_r, ∂E/∂hn]
+        np.multiply(dh, z, out=tmp)
         np.add(carry, tmp, out=carry)  # gru-18: + ∂E/∂h_t ⊙ z_t
 
     def _back_loop(self, c: Cache, dh_top: np.ndarray):
@@ -166,15 +169,18 @@ class GRU(Cell):
         c.array("D", (N, 4 * H))
         c.array("carry", (N, H))
         tmp = c.array("tmp", (c.B, H))
-        v = self._views(c)
-        dh3, D2, ca3 = dh_top.reshape(T, c.B, H), v["D2"], v["carry"]
+        v, Wb = self._views(c), c.arrays["Wb"]
+        factors, grads = v["factors"], v["grads"]
+        dh3 = dh_top.reshape(T, c.B, H)
+        carry_next = None
         for s in range(T - 1, -1, -1):
             dh = dh3[s]
-            if s < T - 1:
-                np.add(dh, ca3[s + 1], out=dh)  # gru-6
-            self._back_step(c, s, dh, D2[s], ca3[s], tmp)
+            if carry_next is not None:
+                np.add(dh, carry_next, out=dh)  # gru-6
+            carry_next = grads[s][-1]
+            self._back_step(Wb, dh, *factors[s], *grads[s], tmp)
         D = c.arrays["D"]
-        return (ca3[0].copy(),), D[:, :3 * H], D[:, H:]
+        return (carry_next.copy(),), D[:, :3 * H], D[:, H:]
 
     def _bias_grads(self, c: Cache, db_in, da_rec, grads: dict) -> None:
         self._unpermute(db_in, c.arrays["inv_in"], grads["b_ih"])  # gru-16
@@ -186,13 +192,13 @@ class GRU(Cell):
         return {"carried": [z()], "dh": z(), "D": z(4 * H), "tmp": z(), "dx": z(c.I)}
 
     def _reach_step(self, c: Cache, s: int, inject, work: dict):
-        (carry,), dh = work["carried"], work["dh"]
+        (carry,), dh, D = work["carried"], work["dh"], work["D"]
         if inject is None:
             np.copyto(dh, carry)
         else:
             np.add(inject, carry, out=dh)
-        self._back_step(c, s, dh, work["D"], carry, work["tmp"])
-        return (_sq(dh),), work["D"][:, :3 * c.H]
+        self._back_step(c.arrays["Wb"], dh, *self._views(c)["factors"][s], *self._d_views(D), carry, work["tmp"])
+        return (_sq(dh),), D[:, :3 * c.H]
 
     def saturation(self, cache: Cache) -> tuple:
         H, G = cache.H, cache.arrays["G"]

@@ -32,8 +32,8 @@ BPTT, with δa the gradient of a gate's pre-activation and ∂E/∂h_t from abov
 lstm-21 is why the LSTM keeps its gradient: along c it is multiplied by f alone, no weight matrix and
 no squashing derivative, so with f ≈ 1 it reaches far back.
 
-Fast path: gate blocks in the order (o, i, f, g), so the three sigmoid gates are adjacent (one tanh over
-all four blocks, then ½·t + ½ on the first three) and, going back, δa_o comes from ∂E/∂h and δa_i, δa_f,
+Fast path: gate blocks in the order (o, i, f, g), so the three sigmoid gates are adjacent (one exp, add and
+reciprocal over all four blocks, then g = 2σ(2a) − 1 on the last) and, going back, δa_o comes from ∂E/∂h and δa_i, δa_f,
 δa_g from ∂E/∂c (one broadcast product for the three).
 """
 
@@ -51,7 +51,7 @@ class LSTM(Cell):
     gates = ("i", "f", "g", "o")
     state_names = ("h", "c")
     order = (3, 0, 1, 2)  # internal (o, i, f, g)
-    sigmoid_blocks = 3
+    scales = (-1.0, -1.0, -1.0, -2.0)
     equations = (
         Equation("lstm-1", "iₜ = σ(W_ii·xₜ + b_ii + W_hi·hₜ₋₁ + b_hi)", "lstm-1"),
         Equation("lstm-2", "fₜ = σ(W_if·xₜ + b_if + W_hf·hₜ₋₁ + b_hf)", "lstm-2"),
@@ -112,41 +112,44 @@ class LSTM(Cell):
         return c.arrays["h"][last:].copy(), c.arrays["c"][last:].copy()
 
     def _views(self, c: Cache) -> dict:
+        """Per-step views of the cache's arrays (made once per allocation): ``fwd[s]`` for the forward step,
+        ``factors[s]`` and ``grads[s]`` for the backward step (once their arrays exist)."""
         v = c.views.get("lstm")
         if v is None:
             T, B, H = c.T, c.B, c.H
             a = c.arrays
-            v = c.views["lstm"] = {"G": a["G"].reshape(T, B, 4 * H), "h": a["h"].reshape(T + 1, B, H),
-                                   "c": a["c"].reshape(T + 1, B, H)}
-            for name, shape in (("tc", (T, B, H)), ("K", (T, B, H)), ("FQ", (T, B, 4, H)), ("da", (T, B, 4, H)),
-                                ("dc", (T, B, H)), ("dcn", (T, B, H)), ("carry", (T, B, H))):
-                if name in a:
-                    v[name] = a[name].reshape(shape)
-            if "da" in v:
-                v["da2"] = a["da"].reshape(T, B, 4 * H)
+            G3, h3, c3, tc3 = (a["G"].reshape(T, B, 4 * H), a["h"].reshape(T + 1, B, H),
+                               a["c"].reshape(T + 1, B, H), a["tc"].reshape(T, B, H))
+            v = c.views["lstm"] = {"fwd": [(G3[s], h3[s], h3[s + 1], c3[s], c3[s + 1], tc3[s], G3[s][:, :H],
+                                            G3[s][:, H:2 * H], G3[s][:, 2 * H:3 * H], G3[s][:, 3 * H:])
+                                           for s in range(T)]}
+            if "K" in a:
+                K3, FQ4 = a["K"].reshape(T, B, H), a["FQ"].reshape(T, B, 4, H)
+                v["factors"] = [(K3[s], FQ4[s], G3[s][:, 2 * H:3 * H]) for s in range(T)]
+            if "carry" in a:
+                dc3, da2, dcn3, ca3 = (a["dc"].reshape(T, B, H), a["da"].reshape(T, B, 4 * H),
+                                       a["dcn"].reshape(T, B, H), a["carry"].reshape(T, B, H))
+                v["grads"] = [(dc3[s], da2[s], da2[s].reshape(B, 4, H), dcn3[s], ca3[s]) for s in range(T)]
         return v
 
     def _recur(self, c: Cache) -> None:
-        T, B, H = c.T, c.B, c.H
-        c.array("tc", (c.N, H))
-        tmp, ig = c.array("tmp", (B, 4 * H)), c.array("ig", (B, H))
-        v = self._views(c)
-        G3, h3, c3, tc3, Wf = v["G"], v["h"], v["c"], v["tc"], c.arrays["Wf"]
-        H2, H3 = 2 * H, 3 * H
-        for s in range(T):
-            g = G3[s]  # holds W_ih·x_t + b (o, i, f halved)
-            np.matmul(h3[s], Wf, out=tmp)  # W_hh·h_{t−1} for all four gates
-            np.add(g, tmp, out=g)
-            np.tanh(g, out=g)
-            sg = g[:, :H3]
-            np.multiply(sg, 0.5, out=sg)
-            np.add(sg, 0.5, out=sg)  # o, i, f = σ(a) = ½·tanh(a/2) + ½; g = tanh(a)
-            c_t = c3[s + 1]
-            np.multiply(g[:, H2:H3], c3[s], out=c_t)  # f ⊙ c_{t−1}
-            np.multiply(g[:, H:H2], g[:, H3:], out=ig)  # i ⊙ g
-            np.add(c_t, ig, out=c_t)  # lstm-5
-            np.tanh(c_t, out=tc3[s])
-            np.multiply(g[:, :H], tc3[s], out=h3[s + 1])  # lstm-6
+        c.array("tc", (c.N, c.H))
+        ig = c.array("ig", (c.B, c.H))
+        tmp = c.array("tmp", (c.B, 4 * c.H))
+        Wf = c.arrays["Wf"]
+        for g, h_prev, h, c_prev, c_t, tc, o, i, f, gg in self._views(c)["fwd"]:
+            np.matmul(h_prev, Wf, out=tmp)  # W_hh·h_{t−1} for the four gates
+            np.add(g, tmp, out=g)  # + W_ih·x_t + b: −a for o, i, f and −2a for g
+            np.exp(g, out=g)
+            np.add(g, 1, out=g)
+            np.reciprocal(g, out=g)  # o, i, f = σ(a); σ(2a) for g
+            np.multiply(gg, 2, out=gg)
+            np.subtract(gg, 1, out=gg)  # g = 2σ(2a) − 1 = tanh(a)
+            np.multiply(f, c_prev, out=c_t)
+            np.multiply(i, gg, out=ig)
+            np.add(c_t, ig, out=c_t)  # lstm-5: c = f ⊙ c_{t−1} + i ⊙ g
+            np.tanh(c_t, out=tc)
+            np.multiply(o, tc, out=h)  # lstm-6
 
     def _factors(self, c: Cache) -> None:
         """FQ = [tanh(c)·σ'(o), g·σ'(i), c_{t−1}·σ'(f), i·(1 − g²)] (what δa_o takes from ∂E/∂h and δa_i, δa_f,
@@ -170,35 +173,37 @@ class LSTM(Cell):
         np.subtract(1, K, out=K)
         np.multiply(K, o, out=K)
 
-    def _back_step(self, c: Cache, s: int, dh, dc_next, dc, da, dc_prev, carry) -> None:
+    @staticmethod
+    def _back_step(Wb, dh, K, fq, f, dc_next, dc, da, da3, dc_prev, carry) -> None:
         """One step back: ∂E/∂h_t ``dh`` (total) and f_{t+1}⊙∂E/∂c_{t+1} ``dc_next`` (None: 0) → ∂E/∂c_t ``dc``,
-        δa ``da`` (B, 4H), f_t⊙∂E/∂c_t ``dc_prev``, W_hhᵀ·δa ``carry`` (``dc_prev`` may be ``dc_next``)."""
-        v = self._views(c)
-        H = c.H
-        np.multiply(dh, v["K"][s], out=dc)
+        δa ``da`` (B, 4H; ``da3`` its (B, 4, H) view), f_t⊙∂E/∂c_t ``dc_prev``, W_hhᵀ·δa ``carry``. ``K``,
+        ``fq`` (B, 4, H) and ``f`` are the step's factors and forget gate; ``dc_prev`` may be ``dc_next``."""
+        np.multiply(dh, K, out=dc)
         if dc_next is not None:
             np.add(dc, dc_next, out=dc)  # lstm-9
-        fq = v["FQ"][s]
-        da3 = da.reshape(c.B, 4, H)
         np.multiply(dh, fq[:, 0], out=da3[:, 0])  # lstm-8, lstm-16: δa_o
         np.multiply(fq[:, 1:], dc[:, None, :], out=da3[:, 1:])  # lstm-10 … 15: δa_i, δa_f, δa_g
-        np.multiply(dc, v["G"][s][:, 2 * H:3 * H], out=dc_prev)  # lstm-21
-        np.matmul(da, c.arrays["Wb"], out=carry)  # lstm-20
+        np.multiply(dc, f, out=dc_prev)  # lstm-21
+        np.matmul(da, Wb, out=carry)  # lstm-20
 
     def _back_loop(self, c: Cache, dh_top: np.ndarray):
         N, H, T = c.N, c.H, c.T
         for name, width in (("da", 4 * H), ("dc", H), ("dcn", H), ("carry", H)):
             c.array(name, (N, width))
-        v = self._views(c)
-        dh3, da2, dc3, dcn3, ca3 = dh_top.reshape(T, c.B, H), v["da2"], v["dc"], v["dcn"], v["carry"]
+        v, Wb = self._views(c), c.arrays["Wb"]
+        factors, grads = v["factors"], v["grads"]
+        dh3 = dh_top.reshape(T, c.B, H)
+        dc_next = carry_next = None
         for s in range(T - 1, -1, -1):
+            K, fq, f = factors[s]
+            dc, da, da3, dcn, carry = grads[s]
             dh = dh3[s]
-            last = s == T - 1
-            if not last:
-                np.add(dh, ca3[s + 1], out=dh)  # lstm-7
-            self._back_step(c, s, dh, None if last else dcn3[s + 1], dc3[s], da2[s], dcn3[s], ca3[s])
+            if carry_next is not None:
+                np.add(dh, carry_next, out=dh)  # lstm-7
+            self._back_step(Wb, dh, K, fq, f, dc_next, dc, da, da3, dcn, carry)
+            dc_next, carry_next = dcn, carry
         da = c.arrays["da"]
-        return (ca3[0].copy(), dcn3[0].copy()), da, da
+        return (carry_next.copy(), dc_next.copy()), da, da
 
     def _bias_grads(self, c: Cache, db_in, da_rec, grads: dict) -> None:
         self._unpermute(db_in, c.arrays["inv_in"], grads["b_ih"])
@@ -207,7 +212,8 @@ class LSTM(Cell):
     def _reach_work(self, c: Cache) -> dict:
         B, H = c.B, c.H
         z = lambda k=H: np.zeros((B, k), c.dtype)  # noqa: E731
-        return {"carried": [z(), z()], "dh": z(), "dc": z(), "da": z(4 * H), "dx": z(c.I)}
+        da = z(4 * H)
+        return {"carried": [z(), z()], "dh": z(), "dc": z(), "da": da, "da3": da.reshape(B, 4, H), "dx": z(c.I)}
 
     def _reach_step(self, c: Cache, s: int, inject, work: dict):
         carry, dcn = work["carried"]
@@ -216,7 +222,8 @@ class LSTM(Cell):
             np.copyto(dh, carry)
         else:
             np.add(inject, carry, out=dh)
-        self._back_step(c, s, dh, dcn, work["dc"], work["da"], dcn, carry)
+        K, fq, f = self._views(c)["factors"][s]
+        self._back_step(c.arrays["Wb"], dh, K, fq, f, dcn, work["dc"], work["da"], work["da3"], dcn, carry)
         return (_sq(dh), _sq(work["dc"])), work["da"]
 
     def saturation(self, cache: Cache) -> tuple:

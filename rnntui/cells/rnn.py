@@ -67,25 +67,25 @@ class RNN(Cell):
         return c.array("h", ((c.T + 1) * c.B, c.H))[c.B:]
 
     def _views(self, c: Cache) -> dict:
+        """Per-step views (made once per allocation): ``fwd[s]`` = (h_{t−1}, h_t); ``back[s]`` = (1 − h_t², dhraw_t,
+        carry_t) once the backward's arrays exist."""
         v = c.views.get("rnn")
         if v is None:
-            T, B, H = c.T, c.B, c.H
-            steps = lambda a, n=T: a.reshape(n, B, -1)  # noqa: E731
-            v = c.views["rnn"] = {"h": steps(c.arrays["h"], T + 1)}
-            for name in ("D", "da", "carry"):
-                if name in c.arrays:
-                    v[name] = steps(c.arrays[name])
-            v["tmp"] = c.arrays.get("tmp")
-            if v["tmp"] is None or v["tmp"].shape != (B, H):
-                v["tmp"] = c.arrays["tmp"] = np.empty((B, H), c.dtype)
+            T, B = c.T, c.B
+            steps = lambda a, n=T: list(a.reshape(n, B, -1))  # noqa: E731
+            h = steps(c.arrays["h"], T + 1)
+            v = c.views["rnn"] = {"fwd": list(zip(h[:-1], h[1:], strict=True))}
+            if "D" in c.arrays:
+                v["factors"] = steps(c.arrays["D"])
+            if "carry" in c.arrays:
+                v["grads"] = list(zip(steps(c.arrays["da"]), steps(c.arrays["carry"]), strict=True))
         return v
 
     def _recur(self, c: Cache) -> None:
-        v = self._views(c)
-        h3, Wf, tmp = v["h"], c.arrays["Wf"], v["tmp"]
-        for s in range(c.T):
-            h = h3[s + 1]  # holds u·x_t + b_h
-            np.matmul(h3[s], Wf, out=tmp)  # w·h_{t−1}, in rows
+        tmp = c.array("tmp", (c.B, c.H))
+        Wf = c.arrays["Wf"]
+        for h_prev, h in self._views(c)["fwd"]:  # h holds u·x_t + b_h
+            np.matmul(h_prev, Wf, out=tmp)  # w·h_{t−1}, in rows
             np.add(h, tmp, out=h)
             np.tanh(h, out=h)  # eq-8
 
@@ -95,22 +95,26 @@ class RNN(Cell):
         np.multiply(hs, hs, out=D)
         np.subtract(1, D, out=D)  # eq-7: 1 − h_t²
 
-    def _back_step(self, c: Cache, s: int, dh, da, carry) -> None:
-        np.multiply(self._views(c)["D"][s], dh, out=da)  # eq-7: dhraw = (1 − h²) ⊙ ∂E/∂h
-        np.matmul(da, c.arrays["Wb"], out=carry)  # eq-13: wᵀ·dhraw, to h_{t−1}
+    @staticmethod
+    def _back_step(Wb, dh, D, da, carry) -> None:
+        np.multiply(D, dh, out=da)  # eq-7: dhraw = (1 − h²) ⊙ ∂E/∂h
+        np.matmul(da, Wb, out=carry)  # eq-13: wᵀ·dhraw, to h_{t−1}
 
     def _back_loop(self, c: Cache, dh_top: np.ndarray):
         c.array("da", (c.N, c.H))
         c.array("carry", (c.N, c.H))
-        v = self._views(c)
-        dh3, da3, ca3 = dh_top.reshape(c.T, c.B, c.H), v["da"], v["carry"]
+        v, Wb = self._views(c), c.arrays["Wb"]
+        factors, grads = v["factors"], v["grads"]
+        dh3 = dh_top.reshape(c.T, c.B, c.H)
+        carry_next = None
         for s in range(c.T - 1, -1, -1):
             dh = dh3[s]
-            if s < c.T - 1:
-                np.add(dh, ca3[s + 1], out=dh)  # from above + what step t+1 sent back
-            self._back_step(c, s, dh, da3[s], ca3[s])
+            if carry_next is not None:
+                np.add(dh, carry_next, out=dh)  # from above + what step t+1 sent back
+            da, carry_next = grads[s]
+            self._back_step(Wb, dh, factors[s], da, carry_next)
         da = c.arrays["da"]
-        return (ca3[0].copy(),), da, da
+        return (carry_next.copy(),), da, da
 
     def _bias_grads(self, c: Cache, db_in, da_rec, grads: dict) -> None:
         np.copyto(grads["bh"], db_in)
@@ -126,7 +130,7 @@ class RNN(Cell):
             np.copyto(dh, carry)
         else:
             np.add(inject, carry, out=dh)
-        self._back_step(c, s, dh, work["da"], carry)
+        self._back_step(c.arrays["Wb"], dh, self._views(c)["factors"][s], work["da"], carry)
         return (_sq(dh),), work["da"]
 
     def saturation(self, cache: Cache) -> tuple:

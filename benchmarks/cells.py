@@ -1,0 +1,274 @@
+"""The cells' fast path (rnntui.cells) against PyTorch's nn.LSTM / nn.GRU / nn.RNN on the CPU, side by side in one run.
+
+    python -m benchmarks.cells                                  # ≈ 4 minutes
+    python -m benchmarks.cells --quick                          # ≈ 1½ minutes
+    python -m benchmarks.cells --corpus ../shared/corpora/tinyshakespeare.txt --json cells.json
+
+Every contender does the same work per step on the same batch stream: the cell's forward over a (B, T)
+batch from one-hot characters, a linear output layer, softmax cross-entropy summed over T and averaged
+over B, and backpropagation to every parameter; the last state is carried to the next batch without
+gradient (truncated BPTT). No clipping and no update (those are the same for every cell).
+
+  ours <cell>   rnntui.cells.Stack in float32, the batch split over the cores as CharRNN splits it
+                (rnntui.parallel: "auto", 1 part at (128, 25, 32), 2 at (512, 50, 64)); ``1p``: one part
+  CharRNN       today's vanilla model (CharRNN.loss_and_grads), the same work: the rnn cell's yardstick
+  torch <cell>  PyTorch's module (one-hot float32 input, nn.Linear, F.cross_entropy, loss.backward())
+                on 2 threads and on 1 thread
+
+Each contender runs in its own process, for ``--seconds`` at a time, round after round in rotating
+order (``--rounds``); the table has the medians, in characters per second, and each gated cell's ratio
+to the faster PyTorch setting. The load average before and after says how busy the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import DEFAULT_CORPUS, Remote, Runner, fmt_rate, fmt_ratio, interleave, machine, ratio
+from rnntui import parallel
+from rnntui.cells import Stack, make_cell
+from rnntui.corpus import BatchStream, Corpus
+
+CONFIGS = ((128, 25, 32), (512, 50, 64))
+CELL_NAMES = ("rnn", "lstm", "gru")
+#: ours ÷ the faster PyTorch setting, per config, for the gated cells (issue 13's goals)
+GOALS = {(128, 25, 32): 1.5, (512, 50, 64): 1.2}
+
+
+class Net:
+    """A stack of one cell under a softmax output layer, trained on (B, T) batches; the batch split into parts."""
+
+    def __init__(self, corpus: Corpus, cell: str, H: int, T: int, B: int, *, layers: int = 1,
+                 dtype=np.float32, threads: str | int = "auto", seed: int = 0):
+        rng = np.random.default_rng(seed)
+        V = corpus.vocab.size
+        self.stack = Stack(make_cell(cell), V, H, layers)
+        self.params = self.stack.zeros(dtype)
+        self.stack.init(rng, self.params)
+        k = 1 / np.sqrt(H)
+        self.v = rng.uniform(-k, k, (V, H)).astype(dtype)
+        self.by = np.zeros(V, dtype)
+        policy = parallel.parse_policy(threads)
+        parts = parallel.num_parts(policy, B, H)
+        while B % parts:
+            parts -= 1
+        b = B // parts
+        self.bounds = [(i * b, (i + 1) * b) for i in range(parts)]
+        self.caches = [self.stack.new_cache() for _ in range(parts)]
+        self.grads = [self.stack.zeros(dtype) for _ in range(parts)]
+        self.head = [{"dv": np.zeros_like(self.v), "dby": np.zeros_like(self.by)} for _ in range(parts)]
+        self.state = [self.stack.zero_state(b, dtype) for _ in range(parts)]
+        self.pacer = parallel.Pacer(parts)
+        self.policy = policy
+        self.stream = BatchStream(corpus.train, B, T)
+        self.B, self.T, self.dtype = B, T, np.dtype(dtype)
+
+    def _part(self, x: np.ndarray, y: np.ndarray, k: int) -> float:
+        """Forward, loss and backward over part k's sequences: its gradients into grads[k]; Σ −log ŷ[y]."""
+        b0, b1 = self.bounds[k]
+        xs, ys = x[b0:b1].T.reshape(-1), y[b0:b1].T.reshape(-1)  # time-major
+        hs, self.state[k] = self.stack.forward(self.params, xs, self.state[k], self.caches[k], train=False)
+        q = np.matmul(hs, self.v.T)
+        q += self.by
+        q -= q.max(axis=1, keepdims=True)
+        rows = np.arange(len(ys))
+        q_y = q[rows, ys]
+        np.exp(q, out=q)
+        z = q.sum(axis=1)
+        nll = float(np.log(z).sum() - q_y.sum())
+        q /= z[:, None]
+        q[rows, ys] -= 1
+        q *= self.dtype.type(1.0 / self.B)  # ∂E/∂logits
+        np.matmul(q.T, hs, out=self.head[k]["dv"])
+        np.sum(q, axis=0, out=self.head[k]["dby"])
+        self.stack.backward(self.params, self.caches[k], q @ self.v, self.grads[k])
+        return nll
+
+    def step(self) -> int:
+        x, y, wrapped = self.stream.next()
+        if wrapped:
+            for s in self.state:
+                for layer in s:
+                    for a in layer:
+                        a[...] = 0
+        if self.policy != "blas":
+            parallel.single_threaded_blas()
+        tasks = [partial(self._part, x, y, k) for k in range(len(self.bounds))]
+        if len(tasks) == 1:
+            tasks[0]()
+        else:
+            threads = self.pacer.choose()
+            t0 = time.perf_counter()
+            parallel.run(tasks, threads)
+            self.pacer.record(threads, time.perf_counter() - t0)
+            for g in self.grads[1:]:  # the parts' gradients summed, as CharRNN sums them
+                for mine, theirs in zip(self.grads[0], g, strict=True):
+                    for name in mine:
+                        mine[name] += theirs[name]
+        return self.B * self.T
+
+
+def build_ours(corpus_path: str, cell: str, H: int, T: int, B: int, threads: str) -> Runner:
+    net = Net(Corpus.load(corpus_path), cell, H, T, B, threads=threads)
+    label = "" if threads == "auto" else f" {threads}p"
+    return Runner(f"ours {cell}{label}", net.step, extra=lambda: {"parts": len(net.bounds)})
+
+
+def build_charrnn(corpus_path: str, H: int, T: int, B: int) -> Runner:
+    """Today's vanilla model, forward + loss + BPTT (CharRNN.loss_and_grads) on the same stream."""
+    from rnntui.model import CharRNN
+
+    corpus = Corpus.load(corpus_path)
+    model = CharRNN(corpus.vocab.size, H, seed=0, dtype=np.float32)
+    stream = BatchStream(corpus.train, B, T)
+    state = {"h": model.zero_state(B)}
+
+    def step() -> int:
+        x, y, wrapped = stream.next()
+        if wrapped:
+            state["h"] = model.zero_state(B)
+        _, _, state["h"], _ = model.loss_and_grads(x, y, state["h"])
+        return B * T
+
+    return Runner("CharRNN", step)
+
+
+def build_torch(corpus_path: str, cell: str, H: int, T: int, B: int, threads: int) -> Runner:
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    torch.manual_seed(0)
+    corpus = Corpus.load(corpus_path)
+    V = corpus.vocab.size
+    module = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell](V, H)
+    out = nn.Linear(H, V)
+    params = [*module.parameters(), *out.parameters()]
+    zeros = torch.zeros(1, B, H)
+    state = {"h": (zeros, zeros.clone()) if cell == "lstm" else zeros}
+    stream = BatchStream(corpus.train, B, T)
+
+    def setup() -> None:
+        torch.set_num_threads(threads)
+
+    def step() -> int:
+        x, y, wrapped = stream.next()
+        if wrapped:
+            state["h"] = (zeros, zeros.clone()) if cell == "lstm" else zeros
+        xs = F.one_hot(torch.from_numpy(np.ascontiguousarray(x.T, dtype=np.int64)), V).float()
+        ys = torch.from_numpy(np.ascontiguousarray(y.T, dtype=np.int64)).reshape(-1)
+        hs, h = module(xs, state["h"])
+        loss = F.cross_entropy(out(hs).reshape(-1, V), ys, reduction="sum") / B
+        for p in params:
+            p.grad = None
+        loss.backward()
+        state["h"] = tuple(a.detach() for a in h) if cell == "lstm" else h.detach()
+        return B * T
+
+    setup()
+    return Runner(f"torch {cell} {threads}t", step, setup=setup)
+
+
+def bench_config(corpus_path: str, cfg: tuple[int, int, int], seconds: float, rounds: int, use_torch: bool,
+                 cells: tuple[str, ...], policies: list[str], progress) -> dict:
+    H, T, B = cfg
+    remotes = [Remote(build_ours, corpus_path, c, H, T, B, p) for c in cells for p in policies]
+    if "rnn" in cells:
+        remotes.append(Remote(build_charrnn, corpus_path, H, T, B))
+    if use_torch:
+        remotes += [Remote(build_torch, corpus_path, c, H, T, B, n) for c in cells for n in (2, 1)]
+    try:
+        runners = [r.ready() for r in remotes]
+        progress(f"H={H} T={T} B={B}: {', '.join(r.name for r in runners)}; {rounds} rounds of {seconds:g} s each")
+        interleave(runners, seconds, rounds, progress=progress)
+    finally:
+        for r in remotes:
+            r.close()
+    med = {r.name: r.median for r in runners}
+    parts = {r.name: r.extras.get("parts") for r in runners if "parts" in r.extras}
+    nan = float("nan")
+    vs = {}
+    for c in cells:
+        best = max(med.get(f"torch {c} 2t", nan), med.get(f"torch {c} 1t", nan))
+        vs[c] = ratio(med.get(f"ours {c}", nan), best)
+    return {"H": H, "T": T, "B": B, "rates": {r.name: r.rates for r in runners}, "median": med, "parts": parts,
+            "vs_torch_best": vs, "rnn_vs_charrnn": ratio(med.get("ours rnn", nan), med.get("CharRNN", nan))}
+
+
+def table(results: list[dict], cells: tuple[str, ...], policies: list[str]) -> str:
+    nan = float("nan")
+    extra = [p for p in policies if p != "auto"]
+    head = (f"{'H,T,B':>11} {'cell':>5} {'parts':>5} {'ours':>8}" + "".join(f" {'ours ' + p + 'p':>8}" for p in extra)
+            + f" {'torch 2t':>9} {'torch 1t':>9} {'÷torch':>7} {'goal':>5}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        m, cfg = r["median"], (r["H"], r["T"], r["B"])
+        for c in cells:
+            goal = f"{GOALS[cfg]:.1f}×" if c != "rnn" and cfg in GOALS else ""
+            lines.append(f"{r['H']:>4},{r['T']},{r['B']:<3} {c:>5} {r['parts'].get(f'ours {c}')!s:>5} "
+                         f"{fmt_rate(m.get(f'ours {c}', nan)):>8}"
+                         + "".join(f" {fmt_rate(m.get(f'ours {c} {p}p', nan)):>8}" for p in extra)
+                         + f" {fmt_rate(m.get(f'torch {c} 2t', nan)):>9} {fmt_rate(m.get(f'torch {c} 1t', nan)):>9}"
+                         f" {fmt_ratio(r['vs_torch_best'][c]):>7} {goal:>5}")
+        if "CharRNN" in m:
+            lines.append(f"{'':>11} {'':>5} {'':>5} CharRNN {fmt_rate(m['CharRNN'])}: ours rnn ÷ CharRNN "
+                         f"{fmt_ratio(r['rnn_vs_charrnn'])}")
+    lines.append("chars/s, medians of the rounds; ÷torch: ours ÷ the faster of PyTorch on 2 and on 1 thread.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="training text (default persuasion.txt)")
+    ap.add_argument("--quick", action="store_true", help="short runs: 0.6 s × 3 rounds")
+    ap.add_argument("--seconds", type=float, help="length of one run (default 1.5)")
+    ap.add_argument("--rounds", type=int, help="runs of each contender (default 5)")
+    ap.add_argument("--configs", help="H,T,B triples, e.g. '128,25,32 512,50,64' (default: these two)")
+    ap.add_argument("--cells", default=",".join(CELL_NAMES), help="cells to run (default rnn,lstm,gru)")
+    ap.add_argument("--policies", default="auto",
+                    help="RNNTUI_THREADS policies for ours, the first is 'ours' (default auto; e.g. auto,1)")
+    ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it is installed")
+    ap.add_argument("--json", type=Path, help="write every number to this file")
+    a = ap.parse_args(argv)
+    seconds = a.seconds or (0.6 if a.quick else 1.5)
+    rounds = a.rounds or (3 if a.quick else 5)
+    configs = [tuple(int(x) for x in c.split(",")) for c in a.configs.split()] if a.configs else list(CONFIGS)
+    cells = tuple(a.cells.split(","))
+    policies = a.policies.split(",")
+    if policies[0] != "auto":
+        policies.insert(0, "auto")
+    try:
+        import torch  # noqa: F401
+        use_torch = not a.no_torch
+    except ImportError:
+        use_torch = False
+        print("PyTorch not installed: no reference columns (pip install torch==2.13.0 gives a CPU build here)")
+    info = machine()
+    corpus = Corpus.load(a.corpus)
+    print(f"machine: {info['cpus']} CPUs, load {info['loadavg']}, numpy {info['numpy']}, torch {info['torch']}")
+    print(f"corpus {a.corpus}: {len(corpus):,} chars, V={corpus.vocab.size}")
+    results = [bench_config(str(a.corpus), cfg, seconds, rounds, use_torch, cells, policies, print) for cfg in configs]
+    info["loadavg_end"] = machine()["loadavg"]
+    print()
+    print(table(results, cells, policies))
+    for r in results:
+        cfg = (r["H"], r["T"], r["B"])
+        for c in cells:
+            if c != "rnn" and cfg in GOALS and r["vs_torch_best"][c] == r["vs_torch_best"][c]:
+                v = r["vs_torch_best"][c]
+                print(f"  {'MET ' if v >= GOALS[cfg] else 'MISS'}  {cfg} {c}: {v:.2f}× PyTorch (goal ≥ {GOALS[cfg]}×)")
+    print(f"load average at the start {info['loadavg']}, at the end {info['loadavg_end']}")
+    if a.json:
+        a.json.write_text(json.dumps({"machine": info, "corpus": str(a.corpus), "seconds": seconds, "rounds": rounds,
+                                      "results": results}, indent=2, default=float))
+        print(f"wrote {a.json}")
+
+
+if __name__ == "__main__":
+    main()
