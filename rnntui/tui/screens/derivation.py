@@ -191,7 +191,7 @@ class DerivationScreen(Screen):
     @staticmethod
     def behind(snap, ins: Inspection) -> str:
         """`` (training is at step M: r refreshes)`` when the trainer has moved on since the freeze."""
-        if snap is None or snap.step == ins.step:
+        if snap is None or snap.step <= ins.step:  # (a snapshot may be a little older than the freeze)
             return ""
         return f" [dim](training is at step {snap.step}: r refreshes)[/]"
 

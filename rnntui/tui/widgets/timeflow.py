@@ -83,8 +83,10 @@ def reach_summary(reach: Reach, width: int = 80) -> str:
     f = num(reach.factor, 5).strip()
     long, short = (("beyond T", "beyond T") if reach.lag is None else (f"{reach.lag} of {reach.T}",
                                                                      f"{reach.lag}/{reach.T}"))
-    for text in (f"reach {long} · ×{f}/step back", f"reach {long} · ×{f}/step", f"reach {short} · ×{f}/step",
-                 f"reach {short} ×{f}"):
+    f2 = f"{reach.factor:.2g}" if math.isfinite(reach.factor) and 0.01 <= abs(reach.factor) < 100 else f
+    for text in (f"reach {long} · ×{f}/step back", f"reach {long} · ×{f}/step", f"reach {long} · ×{f2}/step",
+                 f"reach {long} ×{f2}/step",
+                 f"reach {short} · ×{f}/step", f"reach {short} ×{f}"):
         if len(text) <= width:
             return text
     return text
