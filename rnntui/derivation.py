@@ -57,7 +57,7 @@ class StepTerms:
     dh_out: np.ndarray  # eq-6: vᵀ(ŷₜ − yₜ) (H,)
     dh: np.ndarray  # ∂E/∂hₜ = vᵀ(ŷₜ − yₜ) + dhnext (H,)
     dhraw: np.ndarray  # (1 − hₜ²) ⊙ ∂E/∂hₜ (H,)
-    dh_prev: np.ndarray  # eq-13: wᵀ·dhraw (H,)
+    dhnext: np.ndarray  # eq-13: wᵀ·dhraw (H,), carried to the step before
     loss_t: float  # −log ŷₜ[y]
     grads: dict  # the sequence's full gradients (summed over its T steps)
     sigma_max: float
@@ -97,7 +97,7 @@ def step_terms(ins: Inspection, t: int, b: int = 0, sigma_max: float = float("na
                      h_prev=hs[t - 1][:, 0], one_minus_h2=1 - hs[t][:, 0] ** 2,
                      loss_t=float(-np.log(y_hat[ys[0, t]])), grads=back.grads, sigma_max=sigma_max,
                      dq=at["dy"][:, 0], dh_out=(params["v"].T @ at["dy"])[:, 0], dh=at["dh"][:, 0],
-                     dhraw=at["dhraw"][:, 0], dh_prev=at["dhnext"][:, 0])
+                     dhraw=at["dhraw"][:, 0], dhnext=at["dhnext"][:, 0])
 
 
 def gradient_from_last_step(ins: Inspection, b: int = 0) -> np.ndarray:

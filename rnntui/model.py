@@ -154,8 +154,8 @@ class StepDiagnostics:
     """Per-step figures from one forward/backward pass.
 
     ``dh_norms[t]``  ‖∂E/∂h_t‖ (Frobenius over the batch) for t = 0 … T−1.
-    ``carry_norms[t]`` ‖wᵀ·dhraw_t‖, the part of the gradient that step t sends back to h_{t−1}
-    (``carry_norms[0]`` is ‖∂E/∂h_0‖).
+    ``dhnext_norms[t]`` ‖wᵀ·dhraw_t‖ (the lecture's dhnext), the part of the gradient that step t sends back to
+    h_{t−1} (``dhnext_norms[0]`` is ‖∂E/∂h_0‖).
     ``hs`` the tanh activations, one row per (step, sequence): (T·B, H); ``ps`` the softmax
     outputs, (T·B, V). When the batch was split into P parts, one block per part:
     (P, T·B/P, H) and (P, T·B/P, V). Both are views of the model's work buffers, valid until its
@@ -165,7 +165,7 @@ class StepDiagnostics:
     """
 
     dh_norms: np.ndarray
-    carry_norms: np.ndarray
+    dhnext_norms: np.ndarray
     hs: np.ndarray
     ps: np.ndarray
     dh0: np.ndarray  # (H, B): ∂E/∂h_0
@@ -211,7 +211,7 @@ class _Part:
     ``ux``    (T·b, H)      u·x_t + b_h of every step (gathered columns of u)
     ``q``     (V, T·b)      logits, then ŷ; column t·b + j is step t of sequence j
     ``dy``    (V, T·b)      ∂E/∂q
-    ``dh``, ``dhraw``, ``carry``  (T·b, H)  ∂E/∂h_t; ∂E/∂z_t; wᵀ·dhraw_t, what step t sends back to h_{t−1}
+    ``dh``, ``dhraw``, ``dhnext``  (T·b, H)  ∂E/∂h_t; ∂E/∂z_t; wᵀ·dhraw_t, what step t sends back to h_{t−1}
     ``grad``  a flat gradient (the first part writes into the returned one instead)
     The ``*_at`` lists hold each step's (b, ·) block of these arrays.
     """
@@ -230,11 +230,11 @@ class _Part:
         self.dy = np.empty((V, N), dtype)
         self.dh = np.empty((N, H), dtype)
         self.dhraw = np.empty((N, H), dtype)
-        self.carry = np.empty((N, H), dtype)
+        self.dhnext = np.empty((N, H), dtype)
         self.grad = np.empty((H + 1 + V) * H + (H + 1) * V, dtype)
         blocks = lambda a: [a[t * b:(t + 1) * b] for t in range(len(a) // b)]  # noqa: E731
         self.h_at, self.ux_at = blocks(hbuf), blocks(self.ux)
-        self.dh_at, self.dhraw_at, self.carry_at = blocks(self.dh), blocks(self.dhraw), blocks(self.carry)
+        self.dh_at, self.dhraw_at, self.dhnext_at = blocks(self.dh), blocks(self.dhraw), blocks(self.dhnext)
 
     def target_index(self, targets: np.ndarray) -> np.ndarray:
         """Where each step's target y_t is in ``q.ravel()`` (and ``dy.ravel()``), from (b, T) targets."""
@@ -510,20 +510,20 @@ class CharRNN:
         np.matmul(dy, v, out=part.dh)  # eq-6: vᵀ·(ŷ_t − y_t), for every t at once
         np.subtract(1, np.square(hs, out=part.dhraw), out=part.dhraw)  # eq-7: ∂h_t/∂z_t = 1 − h_t²
 
-        dh_at, dhraw_at, carry_at = part.dh_at, part.dhraw_at, part.carry_at
+        dh_at, dhraw_at, dhnext_at = part.dh_at, part.dhraw_at, part.dhnext_at
         for t in range(T - 1, -1, -1):
             if t < T - 1:
-                np.add(dh_at[t], carry_at[t + 1], out=dh_at[t])  # ∂E/∂h_t = vᵀ·dy_t + what step t+1 sent back
+                np.add(dh_at[t], dhnext_at[t + 1], out=dh_at[t])  # ∂E/∂h_t = vᵀ·dy_t + what step t+1 sent back
             np.multiply(dhraw_at[t], dh_at[t], out=dhraw_at[t])  # dhraw_t = (1 − h_t²) ⊙ ∂E/∂h_t
-            np.dot(dhraw_at[t], w, out=carry_at[t])  # eq-12/13: wᵀ·dhraw_t, sent back to h_{t−1}
-        dh0[:, b0:b1] = carry_at[0].T
+            np.dot(dhraw_at[t], w, out=dhnext_at[t])  # eq-12/13: wᵀ·dhraw_t, sent back to h_{t−1}
+        dh0[:, b0:b1] = dhnext_at[0].T
 
         # eq-9: Σ_t dhraw_t·x_tᵀ (a product with the one-hot rows of x1) and Σ_t dhraw_t (its column of ones):
         np.matmul(part.x1.T, part.dhraw, out=grad.Wz[H:])  # [∂E/∂b_h; ∂E/∂u]ᵀ
         np.matmul(hprev.T, part.dhraw, out=grad.Wz[:H])  # eq-11: Σ_t dhraw_t·h_{t−1}ᵀ, as ∂E/∂wᵀ
         np.copyto(grad["v"], dv)
         np.copyto(grad["by"][:, 0], dby)
-        return nll, _block_sq(part.dh, T), _block_sq(part.carry, T), saturated
+        return nll, _block_sq(part.dh, T), _block_sq(part.dhnext, T), saturated
 
     def loss_and_grads(self, inputs, targets, h0=None):
         """One forward pass and backpropagation through time over a (B, T) batch.
@@ -543,9 +543,9 @@ class CharRNN:
         results = self._run_parts(buf, partial(self._part_grads, W, w, inputs, targets, h0, grads, h_last, dh0))
         for part in buf.parts[1:]:
             np.add(grads.flat, part.grad, out=grads.flat)
-        nll, dh_sq, carry_sq, saturated = (sum(r[i] for r in results) for i in range(4))
+        nll, dh_sq, dhnext_sq, saturated = (sum(r[i] for r in results) for i in range(4))
         hs = buf.hs()
-        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), carry_norms=np.sqrt(carry_sq), hs=hs, ps=buf.ps(), dh0=dh0,
+        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), dhnext_norms=np.sqrt(dhnext_sq), hs=hs, ps=buf.ps(), dh0=dh0,
                                saturated=(hs, int(saturated)))
         return float(nll / B), grads, h_last, diag
 

@@ -40,16 +40,16 @@ def make_text(n_sentences: int = 200, seed: int = 0) -> str:
 def reference_bptt(params: dict, inputs, targets, h0):
     """The lecture's loop (rnntui.lecture, the reference), in float64, with the figures tests compare.
 
-    Returns ``(loss, grads, h_last, dh0, dh_norms, carry_norms)``: the loss is summed over the T
-    steps and averaged over the B sequences; ``dh_norms[t]`` is ‖∂E/∂h_t‖ and ``carry_norms[t]``
+    Returns ``(loss, grads, h_last, dh0, dh_norms, dhnext_norms)``: the loss is summed over the T
+    steps and averaged over the B sequences; ``dh_norms[t]`` is ‖∂E/∂h_t‖ and ``dhnext_norms[t]``
     ‖wᵀ·dhraw_t‖ (what step t sends back).
     """
     params = {k: np.asarray(params[k], np.float64) for k in lecture.NAMES}
     fwd, back = lecture.bptt(params, inputs, targets, np.asarray(h0, np.float64), keep=True)
     T = np.shape(inputs)[1]
     dh_norms = np.array([np.linalg.norm(back.steps[t]["dh"]) for t in range(T)])
-    carry_norms = np.array([np.linalg.norm(back.steps[t]["dhnext"]) for t in range(T)])
-    return float(fwd.loss), back.grads, fwd.hs[T - 1], back.dh0, dh_norms, carry_norms
+    dhnext_norms = np.array([np.linalg.norm(back.steps[t]["dhnext"]) for t in range(T)])
+    return float(fwd.loss), back.grads, fwd.hs[T - 1], back.dh0, dh_norms, dhnext_norms
 
 
 def wait_until(cond, timeout=30.0, what="condition"):

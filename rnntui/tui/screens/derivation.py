@@ -179,8 +179,8 @@ class DerivationScreen(Screen):
             f"{_norm(st.dhraw) * _norm(st.h_prev):.4g};  ‖∂E/∂w‖ = {_norm(g['w']):.4g}",
             "",
             "[b $primary]── eq-12/13[/]  ∂zₜ/∂hₜ₋₁ = w;  ∂E/∂hₜ₋₁ = wᵀ·dhrawₜ (the dhnext)  " + self.code("eq-13"),
-            f"  ‖wᵀ·dhrawₜ‖ = {_norm(st.dh_prev):.4g}  vs ‖∂E/∂hₜ‖ = {dh_norm:.4g}:  ×"
-            f"{_norm(st.dh_prev) / dh_norm if dh_norm else float('nan'):.3g} per step back;  "
+            f"  ‖wᵀ·dhrawₜ‖ = {_norm(st.dhnext):.4g}  vs ‖∂E/∂hₜ‖ = {dh_norm:.4g}:  ×"
+            f"{_norm(st.dhnext) / dh_norm if dh_norm else float('nan'):.3g} per step back;  "
             f"σmax(w) = {num(st.sigma_max).strip()}",
         ]
         return lines
