@@ -567,3 +567,29 @@ def test_bad_arguments_are_refused():
 
 def test_onehot_columns():
     np.testing.assert_array_equal(onehot_columns([2, 0], 3), [[0, 1], [0, 0], [1, 0]])
+
+
+@pytest.mark.parametrize(("name", "H"), [("lstm", 260), ("gru", 300), ("rnn", 520)])
+def test_large_hidden_sizes_take_the_blocked_transpose(name, H):
+    """Above TRANSPOSE_BLOCKED entries the pass's weights are transposed in blocks: still the reference's pass."""
+    from rnntui.cells import base
+
+    cell = make_cell(name)
+    assert cell.G * H * H > base.TRANSPOSE_BLOCKED
+    check_against_reference(Problem(name, 2, True, V=4, H=H, B=2, T=3, seed=9))
+
+
+def test_saturated_gates_are_exact_without_warnings():
+    """Pre-activations of ±1000: e^(−a) overflows to inf, σ is exactly 0 or 1 and no warning is raised."""
+    import warnings
+
+    for cell, biases in ((LSTM(), {"b_ih": {"i": -1000.0, "f": 1000.0, "g": -1000.0, "o": 1000.0}}),
+                         (GRU(), {"b_ih": {"r": 1000.0, "z": -1000.0, "n": 3.0}})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sat, c = _constant_pass(cell, biases)
+        if cell.name == "lstm":
+            assert (sat["i"].mean, sat["f"].mean, sat["g"].mean, sat["o"].mean) == (0.0, 1.0, -1.0, 1.0)
+        else:
+            assert (sat["r"].mean, sat["z"].mean) == (1.0, 0.0)
+        assert np.all(np.isfinite(c.arrays["h"]))
