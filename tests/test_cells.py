@@ -514,7 +514,7 @@ def test_equations_point_at_their_reference_lines():
         assert len(set(lines)) == len(lines), f"{name}: two equations on one line"
         assert all(line and not line.startswith("#") for line in lines)
         for eq in cell.equations:
-            assert eq.maths and eq.marker
+            assert eq.maths and eq.tag
     assert source_lines(LSTM())["lstm-21"][1] == "dc_next = dc * f"
     assert source_lines(GRU())["gru-4"][1] == "n = np.tanh(np.dot(W_in, x) + b_in + r * hn)"
     assert source_lines(RNN())["eq-7"][1] == "dhraw = (1 - h * h) * dh"

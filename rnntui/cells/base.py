@@ -81,11 +81,16 @@ class ParamSpec(NamedTuple):
 
 class Equation(NamedTuple):
     """One equation of a cell's derivation: an id, the maths in readable terminal notation, and the marker
-    (a comment) on the line of the cell's reference code that computes it."""
+    in the comment of the line of the cell's reference code that computes it (default: the id)."""
 
     id: str
     maths: str
-    marker: str
+    marker: str = ""
+
+    @property
+    def tag(self) -> str:
+        """What marks the equation's line: ``marker``, or the id."""
+        return self.marker or self.id
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,8 @@ def figures(name: str, kind: str, a: np.ndarray) -> Saturation:
 
 @dataclass
 class Backward:
-    """What :meth:`Cell.backward` returns besides the gradients: ∂E/∂state0 (a tuple of (B, H), as the state),
-    and ∂E/∂x (T·B, I) when the input was rows (None for indices). Both are the cache's arrays."""
+    """What :meth:`Cell.backward` returns besides the gradients: ∂E/∂state0 (a tuple of (B, H) copies, as the
+    state), and ∂E/∂x (T·B, I) when the input was rows (None for indices; an array of the cache)."""
 
     dstate0: tuple
     dx: np.ndarray | None
@@ -284,6 +289,8 @@ class Cell(ABC):
         I, H = self.sizes(params)  # noqa: E741
         k = 1.0 / math.sqrt(H)
         for spec in self.specs(I, H):
+            if spec.init not in INIT_KINDS:
+                raise ValueError(f"{spec.name}: unknown init kind {spec.init!r}")
             a = params[spec.name]
             if spec.init == "zeros" or (spec.init == "bias" and scheme == "lecture"):
                 a[...] = 0
@@ -622,10 +629,10 @@ def source_lines(cell: Cell) -> dict[str, tuple[int, str]]:
         lines, start = inspect.getsourcelines(method)
         code += [(start + k, line) for k, line in enumerate(lines)]
     for eq in cell.equations:
-        marker = re.compile(r"(?<![0-9A-Za-z_])" + re.escape(eq.marker) + r"(?![0-9])")  # eq-1 is not eq-11
+        marker = re.compile(r"(?<![0-9A-Za-z_])" + re.escape(eq.tag) + r"(?![0-9])")  # eq-1 is not eq-11
         hits = [(n, line) for n, line in code if "  # " in line and marker.search(line.split("  # ", 1)[1])]
         if not hits:
-            raise LookupError(f"no line of {type(cell).__name__}'s reference is marked {eq.marker!r}")
+            raise LookupError(f"no line of {type(cell).__name__}'s reference is marked {eq.tag!r}")
         n, line = hits[0]
         found[eq.id] = (n, line.split("  # ")[0].strip())
     return found

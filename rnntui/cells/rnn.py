@@ -33,13 +33,13 @@ class RNN(Cell):
     state_names = ("h",)
     w_ih, w_hh = "u", "w"
     equations = (
-        Equation("eq-8", "hₜ = tanh(u·xₜ + w·hₜ₋₁ + b_h)", "eq-8"),
+        Equation("eq-8", "hₜ = tanh(u·xₜ + w·hₜ₋₁ + b_h)"),
         Equation("dh", "∂E/∂hₜ = (from above) + wᵀ·dhrawₜ₊₁", "dh:"),
-        Equation("eq-7", "dhrawₜ = (1 − hₜ²) ⊙ ∂E/∂hₜ", "eq-7"),
+        Equation("eq-7", "dhrawₜ = (1 − hₜ²) ⊙ ∂E/∂hₜ"),
         Equation("b_h", "∂E/∂b_h = Σₜ dhrawₜ", "b_h:"),
-        Equation("eq-9", "∂E/∂u = Σₜ dhrawₜ·xₜᵀ", "eq-9"),
-        Equation("eq-11", "∂E/∂w = Σₜ dhrawₜ·hₜ₋₁ᵀ", "eq-11"),
-        Equation("eq-13", "∂E/∂hₜ₋₁ = wᵀ·dhrawₜ", "eq-13"),
+        Equation("eq-9", "∂E/∂u = Σₜ dhrawₜ·xₜᵀ"),
+        Equation("eq-11", "∂E/∂w = Σₜ dhrawₜ·hₜ₋₁ᵀ"),
+        Equation("eq-13", "∂E/∂hₜ₋₁ = wᵀ·dhrawₜ"),
         Equation("dx", "∂E/∂xₜ = uᵀ·dhrawₜ", "dx:"),
     )
 
