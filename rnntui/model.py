@@ -154,8 +154,6 @@ class StepDiagnostics:
     """Per-step figures from one forward/backward pass.
 
     ``dh_norms[t]``  ‖∂E/∂h_t‖ (Frobenius over the batch) for t = 0 … T−1.
-    ``dhnext_norms[t]`` ‖wᵀ·dhraw_t‖ (the lecture's dhnext), the part of the gradient that step t sends back to
-    h_{t−1} (``dhnext_norms[0]`` is ‖∂E/∂h_0‖).
     ``hs`` the tanh activations, one row per (step, sequence): (T·B, H); ``ps`` the softmax
     outputs, (T·B, V). When the batch was split into P parts, one block per part:
     (P, T·B/P, H) and (P, T·B/P, V). Both are views of the model's work buffers, valid until its
@@ -165,7 +163,6 @@ class StepDiagnostics:
     """
 
     dh_norms: np.ndarray
-    dhnext_norms: np.ndarray
     hs: np.ndarray
     ps: np.ndarray
     dh0: np.ndarray  # (H, B): ∂E/∂h_0
@@ -485,8 +482,7 @@ class CharRNN:
         """Forward and BPTT over sequences b0 … b1 of a batch; the gradient of part 0 goes into ``grads``,
         that of part k > 0 into ``part.grad``. ``w`` is the parameter w, C-contiguous (for the products in the loop).
 
-        Returns (Σ −log ŷ[y], Σ ‖∂E/∂h_t‖² per step, Σ ‖wᵀ·dhraw_t‖² per step, number of saturated h)
-        over these sequences.
+        Returns (Σ −log ŷ[y], Σ ‖∂E/∂h_t‖² per step, number of saturated h) over these sequences.
         """
         H, b, T, N, B = self.H, part.b, part.T, part.N, len(inputs)
         grad = grads if k == 0 else Packed(part.grad, H, self.V)
@@ -523,7 +519,7 @@ class CharRNN:
         np.matmul(hprev.T, part.dhraw, out=grad.Wz[:H])  # eq-11: Σ_t dhraw_t·h_{t−1}ᵀ, as ∂E/∂wᵀ
         np.copyto(grad["v"], dv)
         np.copyto(grad["by"][:, 0], dby)
-        return nll, _block_sq(part.dh, T), _block_sq(part.dhnext, T), saturated
+        return nll, _block_sq(part.dh, T), saturated
 
     def loss_and_grads(self, inputs, targets, h0=None):
         """One forward pass and backpropagation through time over a (B, T) batch.
@@ -543,9 +539,9 @@ class CharRNN:
         results = self._run_parts(buf, partial(self._part_grads, W, w, inputs, targets, h0, grads, h_last, dh0))
         for part in buf.parts[1:]:
             np.add(grads.flat, part.grad, out=grads.flat)
-        nll, dh_sq, dhnext_sq, saturated = (sum(r[i] for r in results) for i in range(4))
+        nll, dh_sq, saturated = (sum(r[i] for r in results) for i in range(3))
         hs = buf.hs()
-        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), dhnext_norms=np.sqrt(dhnext_sq), hs=hs, ps=buf.ps(), dh0=dh0,
+        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), hs=hs, ps=buf.ps(), dh0=dh0,
                                saturated=(hs, int(saturated)))
         return float(nll / B), grads, h_last, diag
 
