@@ -117,7 +117,7 @@ class Net:
 def build_ours(corpus_path: str, cell: str, H: int, T: int, B: int, threads: str) -> Runner:
     net = Net(Corpus.load(corpus_path), cell, H, T, B, threads=threads)
     label = "" if threads == "auto" else f" {threads}p"
-    return Runner(f"ours {cell}{label}", net.step, extra=lambda: {"parts": len(net.bounds)})
+    return Runner(f"ours {cell}{label}", net.step, extra=lambda: {"parts": len(net.bounds), "policy": net.policy})
 
 
 def build_charrnn(corpus_path: str, H: int, T: int, B: int) -> Runner:
@@ -192,6 +192,9 @@ def bench_config(corpus_path: str, cfg: tuple[int, int, int], seconds: float, ro
             r.close()
     med = {r.name: r.median for r in runners}
     parts = {r.name: r.extras.get("parts") for r in runners if "parts" in r.extras}
+    for r in runners:
+        if r.extras.get("policy") == "blas" and "blas" not in policies:
+            progress(f"WARNING: {r.name} ran with NumPy's own BLAS threading (threadpoolctl could not be imported)")
     nan = float("nan")
     vs = {}
     for c in cells:

@@ -431,6 +431,10 @@ def test_reach_stays_measurable_where_float32_underflows():
     assert np.all(np.isfinite(logs))
     drop = logs[0] - logs[T]
     assert drop == pytest.approx(T * math.log(2), rel=1e-5)  # 0.5^200 ≈ 6e-61, far below float32's 1e-45
+    p["w"][:] = np.eye(H, dtype=np.float32) * 2  # and growing by 2 per step: 2^200 ≈ 1.6e60 > float32's 3.4e38
+    rnn.forward(p, np.zeros(T * B, int), rnn.zero_state(B, H, np.float32), c)
+    logs = rnn.last_loss_back(p, c, np.ones((B, H), np.float32))["h"]
+    assert np.all(np.isfinite(logs)) and logs[T] - logs[0] == pytest.approx(T * math.log(2), rel=1e-5)
 
 
 # -- the rest of the interface ----------------------------------------------------------------------------------------

@@ -555,6 +555,10 @@ class Cell(ABC):
         return RefForward(states, steps)
 
 
+#: reach_back rescales the carried gradients when their squared norm leaves (RESCALE_BELOW, RESCALE_ABOVE).
+RESCALE_BELOW, RESCALE_ABOVE = 1e-20, 1e20
+
+
 def reach_back(layers: list, dh_T: np.ndarray) -> list[dict[str, np.ndarray]]:
     """The window's last loss E_T alone, followed back through time and down the layers.
 
@@ -563,10 +567,10 @@ def reach_back(layers: list, dh_T: np.ndarray) -> list[dict[str, np.ndarray]]:
     ``dh_T`` (B, H) is ∂E_T/∂h_T of the top layer. For each layer, log ‖∂E_T/∂h_{T−d}‖ and (lstm)
     log ‖∂E_T/∂c_{T−d}‖ for d = 0 … T (d = T: the initial state), Frobenius norms over the batch;
     ∂E_T/∂c is the total (through h_t too). The same steps as the backward loop, with only that loss's
-    gradient. All carried gradients are rescaled together to norm 1 after every step and the log norms
-    summed, so a gradient that vanishes (or explodes) by 1e-40 over the window stays measurable in
-    float32. Float64 log norms; −inf from where a gradient is exactly 0; +inf or NaN from where it
-    stopped being finite.
+    gradient. Whenever their size leaves 1e±10, all carried gradients are rescaled together to norm 1
+    and the log of the factor is added to the log norms, so a gradient that vanishes (or explodes) by
+    1e-40 over the window stays measurable in float32. Float64 log norms; −inf from where a gradient
+    is exactly 0; +inf or NaN from where it stopped being finite.
     """
     cells = [cell for cell, _, _ in layers]
     caches = [c for _, c, _ in layers]
@@ -584,10 +588,11 @@ def reach_back(layers: list, dh_T: np.ndarray) -> list[dict[str, np.ndarray]]:
     top = np.array(dh_T, caches[-1].dtype)
     acc = 0.0
 
-    def record(layer: int, d: int, squares) -> None:
+    def record(layer: int, d: int, squares) -> float:
         for name, sq in zip(cells[layer].state_names, squares, strict=True):
             if sq > 0 or not math.isfinite(sq):
                 logs[layer][name][d] = acc + 0.5 * math.log(sq) if math.isfinite(sq) else sq
+        return sum(squares)
 
     for d in range(T + 1):
         if d == T:
@@ -596,14 +601,17 @@ def reach_back(layers: list, dh_T: np.ndarray) -> list[dict[str, np.ndarray]]:
             break
         s = T - 1 - d
         inject = top if d == 0 else None
+        level = 0.0  # Σ of the squared norms just recorded: the carried gradients' size, near enough
         for k in range(len(layers) - 1, -1, -1):
             squares, da_in = cells[k]._reach_step(caches[k], s, inject, works[k])
-            record(k, d, squares)
+            level += record(k, d, squares)
             if k:
                 c, mask = caches[k], layers[k][2]
                 inject = np.matmul(da_in, c.arrays["Wi_b"], out=works[k]["dx"])  # W_ihᵀ·δa: to the layer below
                 if mask is not None:
                     np.multiply(inject, mask[s * B:(s + 1) * B], out=inject)
+        if RESCALE_BELOW < level < RESCALE_ABOVE:
+            continue
         n2 = sum(_sq(a) for w in works for a in w["carried"])
         if not math.isfinite(n2):
             for layer_logs in logs:
