@@ -1,10 +1,18 @@
-"""The checkpoint file format: one ``.npz`` holding arrays plus a JSON header.
+"""The checkpoint file format: a :class:`~rnntui.state.TrainerState` as one ``.npz`` of arrays plus a JSON header.
 
-Header (``__header__``, UTF-8 JSON): format name and version, vocabulary, the run's
-configuration and current hyperparameters, step, data position, optimizer name and
-step count, RNG state, display state, the change log (one dict per entry) and the run's id.
-Arrays: ``param.<name>``, ``opt.<slot>.<name>``,
-``h`` (the carried hidden state), ``monitor.x`` and ``hist.<series>.steps|values``.
+Header (``__header__``, UTF-8 JSON): format name and version, vocabulary, the run's configuration and
+current hyperparameters, step, data position, optimizer name and step count, the monitor's latest σmax
+estimate and recent clip firings, RNG state, display state (losses, history strides and partly gathered
+points, the last samples), the change log (one dict per entry) and the run's id.
+Arrays: ``param.<name>``, ``opt.<slot>.<name>``, ``h`` (the carried hidden state), ``monitor.x``
+(the power-iteration vector) and ``hist.<series>.steps|values``.
+
+Version 1 throughout: fields were only ever added, and a file without them still reads (the run id and
+the change log since the run ids; the monitor's figures and partly gathered history points since the
+trainer's state became one value); the files in ``tests/data`` are checked to load and resume.
+
+This module knows the format only: it reads and writes a ``TrainerState`` and never the trainer, which
+makes one (``Trainer.state_dict``) and takes one back (``Trainer.load_state_dict``).
 
 Writes are atomic: the file is written under a temporary name in the same folder,
 flushed to disk and renamed over the old one, so a crash mid-save leaves the
@@ -28,14 +36,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from .config import ConfigError, HyperParams, TrainConfig
 from .corpus import CorpusError, Vocab
+from .state import Change, Sample, TrainerState
 
 FORMAT = "rnntui-checkpoint"
 VERSION = 1
+#: How many of the latest samples a checkpoint keeps.
+SAMPLES_KEPT = 10
 
 #: Called (in tests) after the temporary file is written and before it replaces the old one.
 _before_replace = None
@@ -43,6 +55,12 @@ _before_replace = None
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be written or read; the message says why and what to do."""
+
+
+class HasState(Protocol):
+    """What :func:`save` also accepts: a trainer, say."""
+
+    def state_dict(self) -> TrainerState: ...
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -156,41 +174,40 @@ def destination(path: str | os.PathLike, run_id: str, claimed: dict | None = Non
 # -- writing -------------------------------------------------------------------------------------------
 
 
-def _arrays_and_header(trainer) -> tuple[dict[str, np.ndarray], dict]:
-    arrays: dict[str, np.ndarray] = {}
-    for k, p in trainer.model.params.items():
-        arrays[f"param.{k}"] = p
-    opt = trainer.optimizer
-    for slot, per_param in opt.state.items():
+def _arrays_and_header(state: TrainerState) -> tuple[dict[str, np.ndarray], dict]:
+    """``state`` laid out as the file holds it (see the module docstring)."""
+    arrays: dict[str, np.ndarray] = {f"param.{k}": p for k, p in state.params.items()}
+    for slot, per_param in state.optimizer["state"].items():
         for k, a in per_param.items():
             arrays[f"opt.{slot}.{k}"] = a
-    arrays["h"] = trainer.h
-    arrays["monitor.x"] = trainer.monitor._x.astype(np.float64)
-    for name, hist in trainer.history.items():
-        s, v = hist.arrays()
-        arrays[f"hist.{name}.steps"] = s
-        arrays[f"hist.{name}.values"] = v
+    arrays["h"] = state.h
+    arrays["monitor.x"] = np.asarray(state.monitor["x"], np.float64)
+    for name, hist in state.history.items():
+        arrays[f"hist.{name}.steps"] = hist["steps"]
+        arrays[f"hist.{name}.values"] = hist["values"]
     header = {
         "format": FORMAT,
         "version": VERSION,
-        "vocab": trainer.corpus.vocab.chars,
-        "config": trainer.config.to_dict(),
-        "hyper": trainer.hyper.__dict__,
-        "step": trainer.step,
-        "chars_seen": trainer.chars_seen,
-        "elapsed": trainer.elapsed,
-        "stream": trainer.stream.state(),
-        "optimizer": {"name": opt.name, "t": opt.t},
-        "rng": trainer.rng.bit_generator.state,
-        "loss": trainer.loss,
-        "loss_ema": trainer.loss_ema,
-        "val_loss": trainer.val_loss,
-        "val_step": trainer.val_step,
-        "history_strides": {name: h.stride for name, h in trainer.history.items()},
-        "samples": [[s.step, s.temperature, s.text] for s in list(trainer.samples)[-10:]],
-        "corpus_path": trainer.corpus.path,
-        "run_id": trainer.run_id,
-        "changes": [dataclasses.asdict(c) for c in trainer.changes],
+        "vocab": state.vocab,
+        "config": state.config.to_dict(),
+        "hyper": dataclasses.asdict(state.hyper),
+        "step": state.step,
+        "chars_seen": state.chars_seen,
+        "elapsed": state.elapsed,
+        "stream": state.stream,
+        "optimizer": {"name": state.optimizer["name"], "t": state.optimizer["t"]},
+        "monitor": {"sigma": state.monitor.get("sigma"), "fired": [bool(f) for f in state.monitor.get("fired", ())]},
+        "rng": state.rng,
+        "loss": state.loss,
+        "loss_ema": state.loss_ema,
+        "val_loss": state.val_loss,
+        "val_step": state.val_step,
+        "history_strides": {name: h["stride"] for name, h in state.history.items()},
+        "history_pending": {name: list(h["pending"]) for name, h in state.history.items() if h.get("pending")},
+        "samples": [[s.step, s.temperature, s.text] for s in state.samples[-SAMPLES_KEPT:]],
+        "corpus_path": state.corpus_path,
+        "run_id": state.run_id,
+        "changes": [dataclasses.asdict(c) for c in state.changes],
     }
     return arrays, header
 
@@ -201,10 +218,10 @@ def _umask() -> int:
     return mask
 
 
-def save(path: str | os.PathLike, trainer) -> Path:
-    """Write ``trainer``'s full state to ``path`` atomically."""
+def save(path: str | os.PathLike, state: TrainerState | HasState) -> Path:
+    """Write ``state`` (a :class:`TrainerState`, or a trainer: its ``state_dict()``) to ``path`` atomically."""
     p = Path(path)
-    arrays, header = _arrays_and_header(trainer)
+    arrays, header = _arrays_and_header(state if isinstance(state, TrainerState) else state.state_dict())
     buf = io.BytesIO()
     np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
     parent = p.parent if str(p.parent) else Path(".")
@@ -289,6 +306,66 @@ class Checkpoint:
             m.params[k][...] = self.arrays[f"param.{k}"]
         return m
 
+    def state(self) -> TrainerState:
+        """The :class:`TrainerState` this file holds, to give to ``Trainer.load_state_dict``: it is a save of its
+        own step (``saved_step``, ``saved_path``). A header or arrays that do not fit together raise
+        :class:`CheckpointError`; so should whatever the trainer finds wrong with it (:meth:`refusal`)."""
+        try:
+            return self._state()
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
+            raise self.refusal(e) from None
+
+    def refusal(self, e: Exception) -> CheckpointError:
+        """The error for a checkpoint whose parts do not fit together, ``e`` saying which."""
+        what = f"{e!r}" if isinstance(e, KeyError) else str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        return CheckpointError(f"checkpoint is inconsistent and cannot be resumed ({what}): {self.path}; "
+                               "resume from another checkpoint or start a new run")
+
+    def _state(self) -> TrainerState:
+        hd, arrays = self.header, self.arrays
+        optimizer: dict = {"name": str(hd["optimizer"]["name"]), "t": _count(hd["optimizer"]["t"], "optimizer t"),
+                           "state": {}}
+        params: dict[str, np.ndarray] = {}
+        history: dict[str, dict] = {}
+        strides, pending = hd.get("history_strides", {}), hd.get("history_pending", {})
+        for key, a in arrays.items():
+            kind, _, name = key.partition(".")
+            if kind == "param":
+                params[name] = a
+            elif kind == "opt":  # opt.<slot>.<parameter>
+                slot, _, param = name.partition(".")
+                optimizer["state"].setdefault(slot, {})[param] = a
+            elif kind == "hist" and name.endswith(".steps"):
+                series = name.removesuffix(".steps")
+                values = arrays[f"hist.{series}.values"]
+                if values.shape != a.shape or a.ndim != 1:
+                    raise ValueError(f"history {series} has {a.shape} steps and {values.shape} values")
+                history[series] = {"steps": a, "values": values, "stride": _count(strides.get(series, 1), "stride"),
+                                   "pending": _pending(pending.get(series), series)}
+        monitor = hd.get("monitor", {})  # none before the trainer's state was one value
+        fired, sigma = monitor.get("fired", []), monitor.get("sigma")
+        if not isinstance(fired, list) or not all(isinstance(f, bool) for f in fired):
+            raise ValueError(f"monitor.fired is {fired!r}, not a list of true and false")
+        run_id = hd.get("run_id")  # none in a checkpoint from before run ids
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise ValueError(f"run_id is {run_id!r}, not a run id")
+        step = _count(hd["step"], "step")
+        return TrainerState(
+            config=self.config, hyper=self.hyper, vocab=self.vocab.chars, corpus_path=str(hd.get("corpus_path", "")),
+            run_id=run_id, params=params, optimizer=optimizer, h=arrays["h"],
+            stream={"position": _count(hd["stream"]["position"], "stream position"),
+                    "epoch": _count(hd["stream"]["epoch"], "epoch")},
+            rng=hd["rng"], monitor={"x": arrays["monitor.x"], "sigma": sigma, "fired": fired},
+            step=step, chars_seen=_count(hd["chars_seen"], "chars_seen"), elapsed=_number(hd["elapsed"], "elapsed"),
+            loss=_number(hd["loss"], "loss", None), loss_ema=_number(hd["loss_ema"], "loss_ema", None),
+            val_loss=_number(hd["val_loss"], "val_loss", None),
+            val_step=None if hd["val_step"] is None else _count(hd["val_step"], "val_step"),
+            history=history,
+            samples=tuple(Sample(int(s), float(t), str(x)) for s, t, x in hd.get("samples", [])),
+            changes=tuple(_change(entry) for entry in hd.get("changes", [])),
+            saved_step=step, saved_path=self.path,
+        )
+
 
 def load(path: str | os.PathLike, given_as: str = "the checkpoint path") -> Checkpoint:
     """Read and check a checkpoint; a file that is not ours, truncated or of another version is refused.
@@ -345,74 +422,6 @@ def load(path: str | os.PathLike, given_as: str = "the checkpoint path") -> Chec
     return ckpt
 
 
-def restore(trainer, ckpt: Checkpoint) -> None:
-    """Put a checkpoint's state into a freshly built ``trainer`` of the same configuration.
-
-    A checkpoint whose header or arrays do not fit together raises :class:`CheckpointError`.
-    """
-    try:
-        _restore(trainer, ckpt)
-    except CheckpointError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
-        what = f"{e!r}" if isinstance(e, KeyError) else str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint is inconsistent and cannot be resumed ({what}): {ckpt.path}; "
-                              "resume from another checkpoint or start a new run") from None
-
-
-def _restore(trainer, ckpt: Checkpoint) -> None:
-    from .optim import make_optimizer
-
-    hd = ckpt.header
-    for k, p in trainer.model.params.items():
-        p[...] = ckpt.arrays[f"param.{k}"]
-    # What the trainer rolls back to on divergence must be these parameters, not its fresh initialisation.
-    for k, before in getattr(trainer, "_before_update", {}).items():
-        np.copyto(before, trainer.model.params[k])
-    if hd["optimizer"]["name"] == trainer.hyper.optimizer:
-        opt = make_optimizer(hd["optimizer"]["name"], trainer.model.params, trainer.hyper.lr)
-        opt.load_state_dict({
-            "name": hd["optimizer"]["name"],
-            "t": hd["optimizer"]["t"],
-            "state": {slot: {k: _same_shape(ckpt.arrays[f"opt.{slot}.{k}"], p, f"opt.{slot}.{k}")
-                             for k, p in trainer.model.params.items()} for slot in opt.slots},
-        })
-        trainer.optimizer = opt
-    # else: resumed with another optimizer; the trainer's own (fresh) one is kept, as for a switch mid-run
-    trainer.h = ckpt.arrays["h"].astype(trainer.model.dtype, copy=True)
-    trainer.monitor._x = _same_shape(ckpt.arrays["monitor.x"], trainer.monitor._x, "monitor.x").astype(
-        trainer.model.dtype)
-    trainer.step = _count(hd["step"], "step")
-    trainer.chars_seen = _count(hd["chars_seen"], "chars_seen")
-    trainer.elapsed = _number(hd["elapsed"], "elapsed")
-    trainer.stream.position = _count(hd["stream"]["position"], "stream position")
-    trainer.stream.epoch = _count(hd["stream"]["epoch"], "epoch")
-    trainer.rng.bit_generator.state = hd["rng"]
-    trainer.loss, trainer.loss_ema = _number(hd["loss"], "loss", None), _number(hd["loss_ema"], "loss_ema", None)
-    trainer.val_loss = _number(hd["val_loss"], "val_loss", None)
-    trainer.val_step = None if hd["val_step"] is None else _count(hd["val_step"], "val_step")
-    strides = hd.get("history_strides", {})
-    for name, hist in trainer.history.items():
-        if f"hist.{name}.steps" in ckpt.arrays:
-            hist.load({"steps": ckpt.arrays[f"hist.{name}.steps"], "values": ckpt.arrays[f"hist.{name}.values"],
-                       "stride": strides.get(name, 1)})
-    from .trainer import Change, Sample
-
-    trainer.samples.extend(Sample(int(s), float(t), str(x)) for s, t, x in hd.get("samples", []))
-    known = {f.name for f in dataclasses.fields(Change)}  # entries are dicts: a field added later reads back
-    trainer.changes.clear()
-    for entry in hd.get("changes", []):
-        fields = {k: v for k, v in entry.items() if k in known}
-        trainer.changes.append(Change(**{**fields, "step": _count(fields.get("step"), "change step")}))
-    run_id = hd.get("run_id")
-    if run_id is not None:  # a checkpoint from before run ids keeps the id the trainer was given
-        if not isinstance(run_id, str) or not run_id:
-            raise ValueError(f"run_id is {run_id!r}, not a run id")
-        trainer.run_id = run_id
-    trainer.saved_step = trainer.step
-    trainer.saved_path = ckpt.path
-
-
 def _count(v, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 0:
         raise ValueError(f"{name} is {v!r}, not a count")
@@ -427,7 +436,15 @@ def _number(v, name: str, *none):
     return float(v)
 
 
-def _same_shape(a: np.ndarray, like: np.ndarray, name: str) -> np.ndarray:
-    if a.shape != like.shape or not np.issubdtype(a.dtype, np.number):
-        raise ValueError(f"{name} has shape {a.shape} and type {a.dtype}, expected {like.shape}")
-    return a
+def _pending(v, series: str) -> tuple[float, float, int] | None:
+    """A history's partly gathered point: the sums of its steps and values, and how many it has."""
+    if v is None:
+        return None
+    step_sum, value_sum, n = v  # a list of three
+    return _number(step_sum, f"history {series}"), _number(value_sum, f"history {series}"), _count(n, "count")
+
+
+def _change(entry: dict) -> Change:
+    change = Change.from_dict(entry)
+    _count(change.step, "change step")
+    return change

@@ -245,6 +245,26 @@ class Monitor:
         self._sigma: float | None = None  # the latest σmax estimate (see _sigma_every_other)
         self._fired: deque[bool] = deque(maxlen=CLIP_WINDOW)  # did the clip change the gradient, step by step
 
+    def state_dict(self) -> dict:
+        """What carries over from step to step: ``x``, the power-iteration vector (H,) as float64 (a copy),
+        ``sigma``, the latest σmax estimate, and ``fired``, whether the clip fired on each recent step."""
+        return {"x": self._x.astype(np.float64), "sigma": self._sigma, "fired": list(self._fired)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Go on from a :meth:`state_dict` (one without ``sigma`` or ``fired``: computed afresh, an empty
+        window); ValueError, and nothing changed, when it does not fit."""
+        x = np.asarray(state["x"])
+        if x.shape != self._x.shape or not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
+            raise ValueError(f"the power-iteration vector has shape {x.shape} and type {x.dtype}, "
+                             f"not {self._x.shape} finite floats")
+        sigma = state.get("sigma")
+        if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, int | float)):
+            raise ValueError(f"the σmax estimate is {sigma!r}, not a number")
+        self._x = x.astype(np.float64)  # (sigma_max takes it to w's precision, as the run before did)
+        self._sigma = None if sigma is None else float(sigma)
+        self._fired.clear()
+        self._fired.extend(bool(f) for f in state.get("fired", ()))
+
     def reach(self, step: int, w: np.ndarray, v: np.ndarray, diag: StepDiagnostics, targets: np.ndarray) -> Reach:
         """The gradient's reach in the pass ``diag`` describes (``w``, ``v``: the weights that pass ran on).
 
@@ -387,8 +407,11 @@ class History:
         return float(self._vals[self.n - 1]) if self.n else None
 
     def state(self) -> dict:
+        """The points (copies), the stride, and the next point's sums so far (``pending``: the sums of its
+        steps and of its values, and how many; None when it has none)."""
         s, v = self.arrays()
-        return {"steps": s, "values": v, "stride": self.stride}
+        pending = (self._acc_step, self._acc_val, self._acc_n) if self._acc_n else None
+        return {"steps": s, "values": v, "stride": self.stride, "pending": pending}
 
     def load(self, state: dict) -> None:
         s, v = np.asarray(state["steps"], float), np.asarray(state["values"], float)
@@ -396,3 +419,5 @@ class History:
         self._steps[:n], self._vals[:n] = s[-n:], v[-n:]
         self.n = n
         self.stride = int(state.get("stride", 1))
+        step_sum, value_sum, count = state.get("pending") or (0.0, 0.0, 0)
+        self._acc_step, self._acc_val, self._acc_n = float(step_sum), float(value_sum), int(count)

@@ -95,15 +95,31 @@ class Optimizer(ABC):
         ``slots`` in order; ``f`` is the parameters' scalar type."""
 
     def state_dict(self) -> dict:
-        return {"name": self.name, "t": self.t, "state": self.state}
+        """``{"name", "t", "state": {slot: {parameter: array}}}``, the arrays copied (plain dicts, plain arrays)."""
+        return {"name": self.name, "t": self.t,
+                "state": {s: {k: a.copy() for k, a in per_param.items()} for s, per_param in self.state.items()}}
 
     def load_state_dict(self, data: dict) -> None:
+        """Continue from ``data`` (a :meth:`state_dict` of the same rule over parameters of the same shapes);
+        ValueError, and nothing changed, when it does not fit."""
         if data["name"] != self.name:
             raise ValueError(f"optimizer state is for {data['name']}, not {self.name}")
-        self.t = int(data["t"])
+        t = data["t"]
+        if isinstance(t, bool) or not isinstance(t, int | np.integer) or t < 0:
+            raise ValueError(f"optimizer step count is {t!r}, not a count")
         for s in self.slots:
-            for k in self.state[s]:
-                self.state[s][k][...] = data["state"][s][k]
+            given = data["state"].get(s, {})
+            if set(given) != set(self.state[s]):
+                raise ValueError(f"optimizer state {s} holds {sorted(given)}, not {sorted(self.state[s])}")
+            for k, a in self.state[s].items():
+                b = np.asarray(given[k])
+                if b.shape != a.shape or not np.issubdtype(b.dtype, np.floating) or not np.isfinite(b).all():
+                    raise ValueError(f"optimizer state {s}.{k} has shape {b.shape} and type {b.dtype}, "
+                                     f"not {a.shape} finite floats")
+        self.t = int(t)
+        for s in self.slots:
+            for k, a in self.state[s].items():
+                a[...] = data["state"][s][k]
 
 
 class SGD(Optimizer):

@@ -6,10 +6,11 @@ live app, redrawing at 2 Hz, slowed a (128, 25, 32) run by 6–18 %). :class:`Tr
 wraps a built trainer and offers what a view uses — ``latest``, ``send`` and ``run`` — with the
 training itself in a separate process:
 
-* ``run`` starts the child with the trainer's full state (the checkpoint state plus its change
-  log, samples and save mark), forwards commands to it through a pipe, receives the snapshots it
-  publishes and, when the child stops, puts the child's final state back into the wrapped trainer;
-  so after ``run`` returns, ``step``, ``saved_step``, ``save()`` … are those of the finished run.
+* ``run`` starts the child with the trainer's whole state (``Trainer.state_dict()``: what a
+  checkpoint holds, and this session's run state, messages, save marks and claims), forwards
+  commands to it through a pipe, receives the snapshots it publishes and, when the child stops,
+  loads the child's final state back into the wrapped trainer (``load_state_dict``); so after
+  ``run`` returns, ``step``, ``saved_step``, ``save()`` … are those of the finished run.
 * ``Inspect`` futures are answered across the pipe.
 * If the view's process dies, the child notices the closed pipe, saves (to the trainer's
   checkpoint, else to ``rescue_path`` if there is unsaved progress) and exits: work is not lost.
@@ -40,34 +41,10 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from .checkpoint import Checkpoint, _arrays_and_header, restore
 from .trainer import CRASHED, Change, Inspect, SaveCheckpoint, Snapshot, Stop, Trainer
 
 #: How long ``run`` waits for a child told to stop (by ``stop_event``, or after handing back) before killing it.
 STOP_GRACE = 60.0
-
-
-def trainer_state(trainer: Trainer) -> dict:
-    """Everything needed to continue ``trainer`` elsewhere: its checkpoint state and what a view shows."""
-    arrays, header = _arrays_and_header(trainer)  # the header holds the run id and the change log
-    return {
-        "arrays": arrays, "header": header, "hyper": trainer.hyper, "state": trainer.state,
-        "samples": list(trainer.samples), "message": trainer.message, "error": trainer.error,
-        "saved_step": trainer.saved_step, "saved_path": trainer.saved_path, "claimed": trainer.claimed,
-        "grad": trainer.grad,
-    }
-
-
-def put_state(trainer: Trainer, st: dict, origin: str) -> None:
-    """Make ``trainer`` (built with the same corpus and configuration) continue from ``st``."""
-    trainer.hyper = st["hyper"]  # first: the optimizer's state is kept only for the optimizer in use
-    restore(trainer, Checkpoint(origin, st["header"], st["arrays"]))
-    trainer.state = st["state"]
-    trainer.samples.clear()
-    trainer.samples.extend(st["samples"])
-    trainer.message, trainer.error = st["message"], st["error"]
-    trainer.saved_step, trainer.saved_path, trainer.grad = st["saved_step"], st["saved_path"], st["grad"]
-    trainer.claimed = dict(st["claimed"])
 
 
 class TrainerProcess:
@@ -125,7 +102,7 @@ class TrainerProcess:
             "corpus": t.corpus, "config": t.config,
             "kwargs": {"checkpoint_path": t.checkpoint_path, "checkpoint_every": t.checkpoint_every,
                        "checkpoint_seconds": t.checkpoint_seconds, "publish_interval": t.publish_interval},
-            "state": trainer_state(t), "on_step": on_step, "rescue_path": self.rescue_path,
+            "state": t.state_dict(), "on_step": on_step, "rescue_path": self.rescue_path,
             "run": {"max_steps": max_steps, "start_paused": start_paused, "stay_alive": stay_alive},
         }
         self.exitcode = None
@@ -196,7 +173,7 @@ class TrainerProcess:
                 self._lost(f"the training process ended unexpectedly ({_how(proc.returncode)}"
                            + (f": {said}" if said else "") + ")")
             return CRASHED
-        put_state(t, final, "<training process>")
+        t.load_state_dict(final)
         t.latest = self.latest
         return t.state
 
@@ -292,7 +269,7 @@ def _child_main(conn, spec: dict) -> None:
 
     try:
         trainer = Trainer(spec["corpus"], spec["config"], **spec["kwargs"])
-        put_state(trainer, spec["state"], "<view>")
+        trainer.load_state_dict(spec["state"])
     except Exception as e:  # noqa: BLE001 — reported to the view
         post(("failed", f"the training process could not start: {type(e).__name__}: {e}"))
         return
@@ -334,7 +311,7 @@ def _child_main(conn, spec: dict) -> None:
     except BaseException:  # noqa: BLE001 — run() keeps step errors itself; anything else still hands back
         trainer.error = traceback.format_exc()
     running.clear()
-    post(("done", trainer_state(trainer)))
+    post(("done", trainer.state_dict()))
 
 
-__all__ = ["TrainerProcess", "put_state", "trainer_state"]
+__all__ = ["TrainerProcess"]

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import checkpoint
 from .config import ConfigError, HyperParams, TrainConfig
 from .corpus import BatchStream, Corpus
 from .model import PARAM_NAMES, SATURATION_LEVEL, CharRNN
 from .monitor import GradStats, History, Monitor, Reach
 from .optim import clip_grads, make_optimizer
 from .recall import RecallFigures, RecallProbe
+from .state import Change, Sample, TrainerState  # noqa: F401 — re-exported
 
 # -- commands (the control channel) ---------------------------------------------
 
@@ -77,19 +79,6 @@ Command = Pause | Resume | Set | SampleNow | SaveCheckpoint | Inspect | Stop
 
 RUNNING, PAUSED, DIVERGED, CRASHED = "running", "paused", "diverged", "crashed"
 FINISHED, STOPPED = "finished", "stopped"
-
-
-@dataclass(frozen=True)
-class Sample:
-    step: int
-    temperature: float
-    text: str
-
-
-@dataclass(frozen=True)
-class Change:
-    step: int
-    text: str
 
 
 @dataclass(frozen=True)
@@ -427,22 +416,87 @@ class Trainer:
         """Write a checkpoint (atomically) to ``path`` (default: the checkpoint path) and return where it went:
         when that file is not this run's own, to a free name beside it (``checkpoint.destination``), and the
         change log says so. Failures are reported in ``message``, not raised."""
-        from .checkpoint import CheckpointError, destination, save
-
         path = path or self.checkpoint_path
         if not path:
             self.message = f"step {self.step}: no checkpoint path; start with --checkpoint PATH to save"
             return None
         self._last_save_time = time.monotonic()  # also after a failure: the next periodic try waits its turn
         try:
-            where, why = destination(path, self.run_id, self.claimed)
-            save(where, self)
-        except CheckpointError as e:
+            where, why = checkpoint.destination(path, self.run_id, self.claimed)
+            checkpoint.save(where, self.state_dict())
+        except checkpoint.CheckpointError as e:
             self._note(f"checkpoint NOT saved: {e}")
             return None
         self.saved_step, self.saved_path = self.step, where
         self._note(f"checkpoint saved to {where}" + (f" ({why})" if why else ""))
         return where
+
+    def state_dict(self) -> TrainerState:
+        """Everything this run goes on from and what its views show of its past, as one value (copies): what a
+        checkpoint holds (``checkpoint.save``) and what the training process hands over. Each part gives its
+        own piece (the optimizer's, the monitor's, the stream's and each history's ``state_dict``/``state``)."""
+        return TrainerState(
+            config=self.config, hyper=self.hyper, vocab=self.corpus.vocab.chars, corpus_path=self.corpus.path,
+            run_id=self.run_id, params={k: p.copy() for k, p in self.model.params.items()},
+            optimizer=self.optimizer.state_dict(), h=self.h.copy(), stream=self.stream.state(),
+            rng=self.rng.bit_generator.state, monitor=self.monitor.state_dict(),
+            step=self.step, chars_seen=self.chars_seen, elapsed=self.elapsed,
+            loss=self.loss, loss_ema=self.loss_ema, val_loss=self.val_loss, val_step=self.val_step,
+            history={name: h.state() for name, h in self.history.items()},
+            samples=tuple(self.samples), changes=tuple(self.changes),
+            status=self.state, message=self.message, error=self.error, saved_step=self.saved_step,
+            saved_path=self.saved_path, claimed=dict(self.claimed), grad=self.grad, reach=self.reach,
+            discarded=self.discarded,
+        )
+
+    def load_state_dict(self, state: TrainerState) -> None:
+        """Go on from ``state`` (:meth:`state_dict`, ``Checkpoint.state()``). This trainer must have been built
+        on the state's vocabulary with the same settings, the hyperparameters aside: those of ``state`` take
+        over, and an optimizer state of another rule than ``state.hyper``'s is left out (that rule starts
+        fresh, as when it is switched mid-run). A state that does not fit raises ValueError, TypeError or
+        KeyError, and may leave this trainer half loaded."""
+        if state.vocab != self.corpus.vocab.chars:
+            raise ValueError("the state's vocabulary is not the corpus's")
+        if dataclasses.replace(state.config, hyper=self.config.hyper) != self.config:
+            raise ValueError("the state is of a run with other settings")
+        if set(state.params) != set(self.model.params):
+            raise ValueError(f"the state holds the parameters {sorted(state.params)}, not {sorted(self.model.params)}")
+        for k, p in self.model.params.items():
+            given = np.asarray(state.params[k])
+            if given.shape != p.shape or not np.issubdtype(given.dtype, np.floating):
+                raise ValueError(f"parameter {k} has shape {given.shape} and type {given.dtype}, not {p.shape} floats")
+        if np.shape(state.h) != self.h.shape:
+            raise ValueError(f"the hidden state has shape {np.shape(state.h)}, not {self.h.shape}")
+        self.hyper = state.hyper
+        self.optimizer = make_optimizer(state.hyper.optimizer, self.model.params, state.hyper.lr)
+        if state.optimizer["name"] == self.optimizer.name:
+            self.optimizer.load_state_dict(state.optimizer)
+        self.monitor.load_state_dict(state.monitor)
+        self.rng.bit_generator.state = state.rng
+        for k, p in self.model.params.items():
+            np.copyto(p, state.params[k])
+            # what a divergence rolls back to, and what inspection shows, until the next step
+            np.copyto(self._before_update[k], p)
+        self._last_batch = None
+        self.h = np.array(state.h, dtype=self.model.dtype)
+        self.stream.position, self.stream.epoch = int(state.stream["position"]), int(state.stream["epoch"])
+        self.step, self.chars_seen, self.elapsed = state.step, state.chars_seen, state.elapsed
+        self.loss, self.loss_ema = state.loss, state.loss_ema
+        self.val_loss, self.val_step = state.val_loss, state.val_step
+        for name, hist in self.history.items():
+            hist.load(state.history.get(name) or {"steps": (), "values": ()})
+        self.samples.clear()
+        self.samples.extend(state.samples)
+        self.changes.clear()
+        self.changes.extend(state.changes)
+        if state.run_id is not None:  # None: a checkpoint from before run ids, continued under this run's id
+            self.run_id = state.run_id
+        if state.status is not None:
+            self.state = state.status
+        self.message, self.error = state.message, state.error
+        self.saved_step, self.saved_path, self.claimed = state.saved_step, state.saved_path, dict(state.claimed)
+        self.grad, self.reach, self.discarded = state.grad, state.reach, state.discarded
+        self._rate.clear()
 
     # -- snapshots -----------------------------------------------------------------
     def chars_per_sec(self) -> float:
@@ -586,14 +640,18 @@ def _fmt(v) -> str:
 
 
 def resume_trainer(ckpt, corpus: Corpus, *, hyper_changes: dict | None = None, **kwargs) -> Trainer:
-    """A trainer continuing from checkpoint ``ckpt`` (``corpus`` must use the checkpoint's vocabulary)."""
-    from .checkpoint import claim, restore
+    """A trainer continuing from checkpoint ``ckpt`` (``corpus`` must use the checkpoint's vocabulary).
 
+    A checkpoint whose parts do not fit together raises ``checkpoint.CheckpointError``."""
     if corpus.vocab != ckpt.vocab:
         raise ConfigError("the corpus must be encoded with the checkpoint's vocabulary to resume")
-    hyper = ckpt.hyper.replace(**(hyper_changes or {}))
-    cfg = TrainConfig.from_dict({**ckpt.config.to_dict(), "hyper": hyper.__dict__})
-    trainer = Trainer(corpus, cfg, **kwargs)
-    restore(trainer, ckpt)
-    trainer.claimed.update(claim(ckpt.path))  # saving back into the file it came from is continuing it
+    state = ckpt.state()
+    hyper = state.hyper.replace(**(hyper_changes or {}))
+    trainer = Trainer(corpus, dataclasses.replace(state.config, hyper=hyper), **kwargs)
+    # saving back into the file it came from is continuing it
+    state = dataclasses.replace(state, hyper=hyper, claimed={**state.claimed, **checkpoint.claim(ckpt.path)})
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
+        raise ckpt.refusal(e) from None
     return trainer

@@ -17,7 +17,7 @@ from rnntui import checkpoint
 from rnntui.checkpoint import destination, header_of, may_replace
 from rnntui.checkpoint import load as load_checkpoint
 from rnntui.cli import run
-from rnntui.process import _start_child, trainer_state
+from rnntui.process import _start_child
 from rnntui.trainer import SaveCheckpoint, Stop, resume_trainer
 
 from .conftest import wait_until
@@ -102,7 +102,7 @@ def test_a_checkpoint_from_before_run_ids_is_continued_in_place(make_trainer, tm
     path = tmp_path / "old.npz"
     tr = make_trainer()
     _steps(tr, 2)
-    arrays, header = checkpoint._arrays_and_header(tr)
+    arrays, header = checkpoint._arrays_and_header(tr.state_dict())
     del header["run_id"], header["changes"]
     checkpoint_bytes = io.BytesIO()
     np.savez(checkpoint_bytes, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
@@ -177,7 +177,7 @@ def _orphan(trainer, rescue_path, steps=5):
     conn.send({"corpus": trainer.corpus, "config": trainer.config,
                "kwargs": {"checkpoint_path": trainer.checkpoint_path, "checkpoint_every": 0, "checkpoint_seconds": 0.0,
                           "publish_interval": 0.01},
-               "state": trainer_state(trainer), "on_step": None, "rescue_path": rescue_path,
+               "state": trainer.state_dict(), "on_step": None, "rescue_path": rescue_path,
                "run": {"max_steps": None, "start_paused": False, "stay_alive": True}})
     while (msg := conn.recv())[0] != "snapshot" or msg[1].step < steps:
         pass
