@@ -243,9 +243,10 @@ def _sq(a: np.ndarray) -> float:
 class Cell(ABC):
     """A recurrent cell: parameters, fast forward/backward over a (B, T) part, one step, figures and derivation.
 
-    Subclasses set the class attributes and implement :meth:`specs`, the fast loop (``_recur``,
-    ``_factors``, ``_back_step``, ``_back_loop``, ``_bias_grads``, ``_reach_work``/``_reach_step``), the
-    reference (``reference_step``, ``reference_bptt``) and :meth:`saturation`.
+    Subclasses set the class attributes and implement :meth:`specs`, the fast loop (``_make_views``,
+    ``_recur``, ``_factors``, ``_back_loop`` with its ``_back_step``, ``_bias_grads``, ``_reach_work`` and
+    ``_reach_step``, which takes the same ``_back_step``), the reference (``reference_step``,
+    ``reference_bptt``) and :meth:`saturation`.
     """
 
     #: "rnn", "lstm", "gru"
@@ -508,6 +509,18 @@ class Cell(ABC):
             dx = np.matmul(da_in, c.arrays["Wi_b"], out=c.array("dx", (N, c.I)))  # ∂E/∂x_t = W_ihᵀ·δa_t
         self._bias_grads(c, db_in, da_rec, grads)
         return dx
+
+    def _views(self, c: Cache) -> dict:
+        """Per-step views of the cache's arrays (:meth:`_make_views`), made once per allocation, not in the loops."""
+        v = c.views.get(self.name)
+        if v is None:
+            v = c.views[self.name] = self._make_views(c.arrays, c.T, c.B, c.H)
+        return v
+
+    @abstractmethod
+    def _make_views(self, a: dict, T: int, B: int, H: int) -> dict:
+        """``fwd[s]``: the views the forward step s works on; ``factors[s]`` and ``grads[s]``: the backward
+        step's, once their arrays exist in ``a`` (the cache's arrays)."""
 
     @abstractmethod
     def _recur(self, c: Cache) -> None:

@@ -89,23 +89,16 @@ class GRU(Cell):
         np.copyto(c.array("bhn", (H,)), params["b_hh"][2 * H:])
         return np.multiply(bias, c.arrays["scale"], out=bias)
 
-    def _views(self, c: Cache) -> dict:
-        """Per-step views of the cache's arrays (made once per allocation): ``fwd[s]`` for the forward step,
-        ``factors[s]`` and ``grads[s]`` for the backward step (once their arrays exist)."""
-        v = c.views.get("gru")
-        if v is None:
-            T, B, H = c.T, c.B, c.H
-            a = c.arrays
-            G3, h3, hh3 = a["G"].reshape(T, B, 3 * H), a["h"].reshape(T + 1, B, H), a["hh"].reshape(T, B, 3 * H)
-            v = c.views["gru"] = {"fwd": [(h3[s], h3[s + 1], G3[s][:, :2 * H], G3[s][:, :H], G3[s][:, H:2 * H],
-                                           G3[s][:, 2 * H:], hh3[s], hh3[s][:, :2 * H], hh3[s][:, 2 * H:])
-                                          for s in range(T)]}
-            if "FZ" in a:
-                FZ4, CR4 = a["FZ"].reshape(T, B, 2, H), a["CR"].reshape(T, B, 2, H)
-                v["factors"] = [(FZ4[s], CR4[s], G3[s][:, :H]) for s in range(T)]
-            if "carry" in a:
-                D2, ca3 = a["D"].reshape(T, B, 4 * H), a["carry"].reshape(T, B, H)
-                v["grads"] = [self._d_views(D2[s]) + (ca3[s],) for s in range(T)]
+    def _make_views(self, a: dict, T: int, B: int, H: int) -> dict:
+        G3, h3, hh3 = a["G"].reshape(T, B, 3 * H), a["h"].reshape(T + 1, B, H), a["hh"].reshape(T, B, 3 * H)
+        v = {"fwd": [(h3[s], h3[s + 1], G3[s][:, :2 * H], G3[s][:, :H], G3[s][:, H:2 * H], G3[s][:, 2 * H:], hh3[s],
+                      hh3[s][:, :2 * H], hh3[s][:, 2 * H:]) for s in range(T)]}
+        if "FZ" in a:
+            FZ4, CR4 = a["FZ"].reshape(T, B, 2, H), a["CR"].reshape(T, B, 2, H)
+            v["factors"] = [(FZ4[s], CR4[s], G3[s][:, :H]) for s in range(T)]
+        if "carry" in a:
+            D2, ca3 = a["D"].reshape(T, B, 4 * H), a["carry"].reshape(T, B, H)
+            v["grads"] = [self._d_views(D2[s]) + (ca3[s],) for s in range(T)]
         return v
 
     @staticmethod

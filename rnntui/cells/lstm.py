@@ -111,25 +111,18 @@ class LSTM(Cell):
         last = c.T * c.B
         return c.arrays["h"][last:].copy(), c.arrays["c"][last:].copy()
 
-    def _views(self, c: Cache) -> dict:
-        """Per-step views of the cache's arrays (made once per allocation): ``fwd[s]`` for the forward step,
-        ``factors[s]`` and ``grads[s]`` for the backward step (once their arrays exist)."""
-        v = c.views.get("lstm")
-        if v is None:
-            T, B, H = c.T, c.B, c.H
-            a = c.arrays
-            G3, h3, c3, tc3 = (a["G"].reshape(T, B, 4 * H), a["h"].reshape(T + 1, B, H),
-                               a["c"].reshape(T + 1, B, H), a["tc"].reshape(T, B, H))
-            v = c.views["lstm"] = {"fwd": [(G3[s], h3[s], h3[s + 1], c3[s], c3[s + 1], tc3[s], G3[s][:, :H],
-                                            G3[s][:, H:2 * H], G3[s][:, 2 * H:3 * H], G3[s][:, 3 * H:])
-                                           for s in range(T)]}
-            if "K" in a:
-                K3, FQ4 = a["K"].reshape(T, B, H), a["FQ"].reshape(T, B, 4, H)
-                v["factors"] = [(K3[s], FQ4[s], G3[s][:, 2 * H:3 * H]) for s in range(T)]
-            if "carry" in a:
-                dc3, da2, dcn3, ca3 = (a["dc"].reshape(T, B, H), a["da"].reshape(T, B, 4 * H),
-                                       a["dcn"].reshape(T, B, H), a["carry"].reshape(T, B, H))
-                v["grads"] = [(dc3[s], da2[s], da2[s].reshape(B, 4, H), dcn3[s], ca3[s]) for s in range(T)]
+    def _make_views(self, a: dict, T: int, B: int, H: int) -> dict:
+        G3, h3, c3, tc3 = (a["G"].reshape(T, B, 4 * H), a["h"].reshape(T + 1, B, H), a["c"].reshape(T + 1, B, H),
+                           a["tc"].reshape(T, B, H))
+        v = {"fwd": [(G3[s], h3[s], h3[s + 1], c3[s], c3[s + 1], tc3[s], G3[s][:, :H], G3[s][:, H:2 * H],
+                      G3[s][:, 2 * H:3 * H], G3[s][:, 3 * H:]) for s in range(T)]}
+        if "K" in a:
+            K3, FQ4 = a["K"].reshape(T, B, H), a["FQ"].reshape(T, B, 4, H)
+            v["factors"] = [(K3[s], FQ4[s], G3[s][:, 2 * H:3 * H]) for s in range(T)]
+        if "carry" in a:
+            dc3, da2, dcn3, ca3 = (a["dc"].reshape(T, B, H), a["da"].reshape(T, B, 4 * H), a["dcn"].reshape(T, B, H),
+                                   a["carry"].reshape(T, B, H))
+            v["grads"] = [(dc3[s], da2[s], da2[s].reshape(B, 4, H), dcn3[s], ca3[s]) for s in range(T)]
         return v
 
     def _recur(self, c: Cache) -> None:

@@ -66,19 +66,14 @@ class RNN(Cell):
     def _gates_buffer(self, c: Cache) -> np.ndarray:
         return c.array("h", ((c.T + 1) * c.B, c.H))[c.B:]
 
-    def _views(self, c: Cache) -> dict:
-        """Per-step views (made once per allocation): ``fwd[s]`` = (h_{t−1}, h_t); ``back[s]`` = (1 − h_t², dhraw_t,
-        carry_t) once the backward's arrays exist."""
-        v = c.views.get("rnn")
-        if v is None:
-            T, B = c.T, c.B
-            steps = lambda a, n=T: list(a.reshape(n, B, -1))  # noqa: E731
-            h = steps(c.arrays["h"], T + 1)
-            v = c.views["rnn"] = {"fwd": list(zip(h[:-1], h[1:], strict=True))}
-            if "D" in c.arrays:
-                v["factors"] = steps(c.arrays["D"])
-            if "carry" in c.arrays:
-                v["grads"] = list(zip(steps(c.arrays["da"]), steps(c.arrays["carry"]), strict=True))
+    def _make_views(self, a: dict, T: int, B: int, H: int) -> dict:
+        steps = lambda x, n=T: list(x.reshape(n, B, H))  # noqa: E731
+        h = steps(a["h"], T + 1)
+        v = {"fwd": list(zip(h[:-1], h[1:], strict=True))}  # (h_{t−1}, h_t)
+        if "D" in a:
+            v["factors"] = steps(a["D"])  # 1 − h_t²
+        if "carry" in a:
+            v["grads"] = list(zip(steps(a["da"]), steps(a["carry"]), strict=True))  # (dhraw_t, carry_t)
         return v
 
     def _recur(self, c: Cache) -> None:
