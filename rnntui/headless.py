@@ -17,9 +17,11 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from .trainer import CRASHED, DIVERGED, RUNNING, Stop, Trainer
+from .trainer import CRASHED, DIVERGED, RUNNING, ChangeKind, RunState, Stop, Trainer, unsaved
 
 EXIT_OK, EXIT_FAILED = 0, 1
+#: Changes not printed as they happen: the progress lines show them.
+QUIET = frozenset({ChangeKind.STARTED, ChangeKind.RESUMED, ChangeKind.PAUSED})
 
 
 def format_progress(t: Trainer) -> str:
@@ -79,7 +81,8 @@ class MetricsLog:
             self._f.flush()
         except (OSError, ValueError) as e:
             self.error = f"{getattr(e, 'strerror', None) or e}"
-            t._note(f"metrics NOT saved to {self.path} any more: {self.error}; training goes on")
+            t.note(ChangeKind.METRICS_FAILED, f"metrics NOT saved to {self.path} any more: {self.error}; "
+                                              "training goes on")
             self.close()
 
     def close(self) -> None:
@@ -100,8 +103,8 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     """
     out = out or sys.stdout
     metrics = MetricsLog(metrics_path, log_every) if metrics_path else None
-    shown_samples = [len(trainer.samples)]
-    shown_changes = [len(trainer.changes)]
+    shown_samples = [trainer.samples[-1] if trainer.samples else None]  # the last sample already shown
+    shown_changes = [trainer.changes[-1] if trainer.changes else None]  # the last change already shown
     ended = {}
     lost = {}  # why the output cannot be written any more
 
@@ -123,18 +126,18 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
             say(format_progress(t))
         if metrics:
             metrics(t)
-        if len(t.samples) != shown_samples[0]:
-            s = t.samples[-1]
-            shown_samples[0] = len(t.samples)
+        if t.samples and t.samples[-1] is not shown_samples[0]:  # (a bounded deque: its length stops growing)
+            s = shown_samples[0] = t.samples[-1]
             say(f"--- sample at step {s.step} (temperature {s.temperature:g}) ---\n{s.text}\n---")
         _print_changes(t)
 
     def _print_changes(t: Trainer) -> None:
-        changes = list(t.changes)
-        for c in changes[shown_changes[0]:] if len(changes) >= shown_changes[0] else changes[-1:]:
-            if c.text not in ("started", "resumed", "paused"):
+        changes = list(t.changes)  # (a bounded log: once full, its length stays the same)
+        after = next((i + 1 for i in range(len(changes) - 1, -1, -1) if changes[i] is shown_changes[0]), 0)
+        for c in changes[after:]:
+            if c.kind not in QUIET:
                 say(f"[step {c.step}] {c.text}")
-        shown_changes[0] = len(changes)
+        shown_changes[0] = changes[-1] if changes else None
 
     stop = {"signal": None}
     result = {}
@@ -183,12 +186,10 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     why = trainer.message  # saving below replaces trainer.message
     if lost and out is sys.stdout:
         _silence_stdout()
-    failure = None  # why the configured save did not happen
     unsaved_because = "" if trainer.checkpoint_path else NO_CHECKPOINT
-    if trainer.checkpoint_path and (state in (DIVERGED, CRASHED) or trainer.saved_step != trainer.step):
-        _, failure = save_or_rescue(trainer)
-        if not failure:
-            _print_changes(trainer)  # where it went, and why when that is not the checkpoint path
+    _, failure = save_at_end(trainer, ended=state)  # failure: why the configured save did not happen
+    if trainer.checkpoint_path and not failure:
+        _print_changes(trainer)  # where it went, and why when that is not the checkpoint path
 
     def where(saved_as: str) -> str:
         """Where the training is kept, or that it is not, as the end of the last line."""
@@ -224,13 +225,30 @@ def save_or_rescue(trainer: Trainer, path: str | None = None) -> tuple[str | Non
     run, when the trainer thread has stopped: whatever can be kept is kept.
     """
     path = path or trainer.checkpoint_path
+    before = trainer.changes[-1] if trainer.changes else None
     saved = trainer.save(path)  # (to a free name beside path when that file is another run's)
     if saved:
         return saved, None
-    last = trainer.changes[-1].text if trainer.changes else ""
-    why = last if "NOT saved" in last else f"checkpoint NOT saved to {path}"
+    last = trainer.changes[-1] if trainer.changes else None  # the save's own report of why, if it made one
+    told = last is not None and last is not before and last.kind == ChangeKind.SAVE_FAILED
+    why = last.text if told else f"checkpoint NOT saved to {path}"
     rescue = str(Path(tempfile.gettempdir()) / f"{Path(path).stem}.rescue-{os.getpid()}.npz")
     return trainer.save(rescue), why
+
+
+def save_at_end(trainer: Trainer, fallback: str | None = None, *,
+                ended: RunState | None = None) -> tuple[str | None, str | None]:
+    """The last save of a run that has stopped (its thread has ended), however it stopped: whatever no file
+    holds yet is saved to the checkpoint path, or without one to ``fallback`` (None: nowhere), through
+    :func:`save_or_rescue`; returns what that returns, ``(None, None)`` when nothing needed saving.
+
+    A run that ``ended`` diverged or crashed is saved to its checkpoint path even when its step is: it goes
+    on from the parameters it kept, which the last save may not hold.
+    """
+    path = trainer.checkpoint_path or fallback
+    if path and (unsaved(trainer) or (trainer.checkpoint_path and ended in (DIVERGED, CRASHED))):
+        return save_or_rescue(trainer, path)
+    return None, None
 
 
 #: What :func:`save_note` adds headless, where only ``--checkpoint`` (or ``--resume``) saves.

@@ -41,7 +41,7 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from .trainer import CRASHED, Change, Inspect, SaveCheckpoint, Snapshot, Stop, Trainer
+from .trainer import CRASHED, Change, ChangeKind, Inspect, Snapshot, Trainer, stop_commands
 
 #: How long ``run`` waits for a child told to stop (by ``stop_event``, or after handing back) before killing it.
 STOP_GRACE = 60.0
@@ -193,10 +193,10 @@ class TrainerProcess:
         step = snap.step if snap else self.trainer.step
         text = (f"CRASHED: {why}; the parameters since the last checkpoint"
                 + (f" (step {snap.saved_step})" if snap and snap.saved_step is not None else "") + " are lost")
-        change = Change(step, text)
+        change = Change(step, ChangeKind.CRASHED, text)
         if snap is None:
             snap = self.trainer.snapshot()
-        self.latest = dataclasses.replace(snap, state=CRASHED, error=why, message=f"step {step}: {text}",
+        self.latest = dataclasses.replace(snap, state=CRASHED, error=why, message=change.line,
                                           changes=snap.changes + (change,), version=snap.version + 1,
                                           time=time.monotonic())
 
@@ -287,12 +287,8 @@ def _child_main(conn, spec: dict) -> None:
                 msg = conn.recv()
             except (EOFError, OSError):
                 if running.is_set():  # the view has gone: keep the work, then stop
-                    if trainer.checkpoint_path:
-                        trainer.send(Stop(save=True))
-                    else:
-                        if spec["rescue_path"] and trainer.step > 0 and trainer.saved_step != trainer.step:
-                            trainer.send(SaveCheckpoint(spec["rescue_path"]))
-                        trainer.send(Stop())
+                    for command in stop_commands(trainer, spec["rescue_path"]):
+                        trainer.send(command)
                 return
             kind = msg[0]
             if kind == "command":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,38 @@ import numpy as np
 from .config import HyperParams, TrainConfig
 
 # -- the change log and the samples -------------------------------------------------------------
+
+
+class ChangeKind(StrEnum):
+    """What a :class:`Change` reports; views decide by it, never by the change's wording."""
+
+    STARTED = "started"
+    RESUMED = "resumed"
+    PAUSED = "paused"
+    SET = "set"  # a setting changed (its text: "lr 0.002 → 0.004, …")
+    REFUSED = "refused"  # a setting refused (invalid); nothing changed
+    RECOVERED = "recovered"  # resumed after a divergence: fresh hidden and optimizer state
+    SAVED = "saved"
+    SAVE_FAILED = "save_failed"
+    METRICS_FAILED = "metrics_failed"  # the --metrics file cannot be written any more
+    DIVERGED = "diverged"
+    CRASHED = "crashed"
+    FINISHED = "finished"
+    NOTE = "note"  # anything else, and an entry of an older checkpoint that recorded no kind
+
+    @classmethod
+    def of(cls, value) -> ChangeKind:
+        """``value`` as a kind; a missing or unknown one (a checkpoint from before kinds, or from a newer
+        version) is a plain note: nothing is inferred from a change's text."""
+        try:
+            return cls(value)
+        except ValueError:
+            return cls.NOTE
+
+
+#: The kinds that report something that went wrong, rather than confirm what was asked.
+ALERT_KINDS = frozenset({ChangeKind.REFUSED, ChangeKind.SAVE_FAILED, ChangeKind.METRICS_FAILED,
+                         ChangeKind.DIVERGED, ChangeKind.CRASHED})
 
 
 @dataclass(frozen=True)
@@ -33,8 +66,28 @@ class Sample:
 
 @dataclass(frozen=True)
 class Change:
+    """One entry of the change log: at ``step``, what happened (``kind``) and its words for a person (``text``).
+
+    Checkpoints keep changes as dicts; one without ``kind`` (or with an unknown one) reads back as a note.
+    """
+
     step: int
-    text: str
+    kind: ChangeKind = ChangeKind.NOTE
+    text: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.kind, ChangeKind):
+            object.__setattr__(self, "kind", ChangeKind.of(self.kind))
+
+    @property
+    def alert(self) -> bool:
+        """Whether it reports something that went wrong (``ALERT_KINDS``)."""
+        return self.kind in ALERT_KINDS
+
+    @property
+    def line(self) -> str:
+        """``"step N: text"``: the trainer's message while this is its latest change."""
+        return f"step {self.step}: {self.text}"
 
     @classmethod
     def from_dict(cls, entry: dict) -> Change:

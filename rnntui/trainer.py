@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from .model import PARAM_NAMES, SATURATION_LEVEL, CharRNN
 from .monitor import GradStats, History, Monitor, Reach
 from .optim import clip_grads, make_optimizer
 from .recall import RecallFigures, RecallProbe
-from .state import Change, Sample, TrainerState  # noqa: F401 — re-exported
+from .state import ALERT_KINDS, Change, ChangeKind, Sample, TrainerState  # noqa: F401 — re-exported
 
 # -- commands (the control channel) ---------------------------------------------
 
@@ -77,8 +78,20 @@ Command = Pause | Resume | Set | SampleNow | SaveCheckpoint | Inspect | Stop
 
 # -- what the trainer publishes -----------------------------------------------------
 
-RUNNING, PAUSED, DIVERGED, CRASHED = "running", "paused", "diverged", "crashed"
-FINISHED, STOPPED = "finished", "stopped"
+
+class RunState(StrEnum):
+    """What the loop is doing. The values are what snapshots, metrics and checkpoints hold."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    DIVERGED = "diverged"
+    CRASHED = "crashed"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+
+
+RUNNING, PAUSED, DIVERGED, CRASHED = RunState.RUNNING, RunState.PAUSED, RunState.DIVERGED, RunState.CRASHED
+FINISHED, STOPPED = RunState.FINISHED, RunState.STOPPED
 
 
 @dataclass(frozen=True)
@@ -86,7 +99,7 @@ class Snapshot:
     """Everything a view shows, as plain numbers and small array copies."""
 
     version: int
-    state: str
+    state: RunState
     step: int
     epoch: int
     epoch_progress: float
@@ -190,16 +203,20 @@ class Trainer:
         """Queue a command; the training thread applies it before its next step."""
         self._controls.put(command)
 
-    def _note(self, text: str) -> None:
-        self.changes.append(Change(self.step, text))
-        self.message = f"step {self.step}: {text}"
+    def note(self, kind: ChangeKind, text: str) -> Change:
+        """Add a change at the current step to the log; the message then reports it. For the training thread
+        and its observers (``on_step``)."""
+        change = Change(self.step, kind, text)
+        self.changes.append(change)
+        self.message = change.line
+        return change
 
     def apply(self, command: Command) -> bool:
         """Apply one command now (training thread only). Returns False on Stop."""
         if isinstance(command, Pause):
             if self.state == RUNNING:
                 self.state = PAUSED
-                self._note("paused")
+                self.note(ChangeKind.PAUSED, "paused")
         elif isinstance(command, Resume):
             if self.state in (PAUSED, DIVERGED, FINISHED):
                 if self.state == FINISHED:
@@ -208,7 +225,7 @@ class Trainer:
                     self._recover()
                 self.state = RUNNING
                 self._rate.clear()
-                self._note("resumed")
+                self.note(ChangeKind.RESUMED, "resumed")
         elif isinstance(command, Set):
             self.set_hyper(**command.changes)
         elif isinstance(command, SampleNow):
@@ -232,8 +249,7 @@ class Trainer:
         try:
             new = self.hyper.replace(**changes)
         except ConfigError as e:
-            self.message = f"step {self.step}: refused: {e}"
-            self.changes.append(Change(self.step, f"refused: {e}"))
+            self.note(ChangeKind.REFUSED, f"refused: {e}")
             return
         old = self.hyper
         self.hyper = new
@@ -245,13 +261,13 @@ class Trainer:
         if new.optimizer != old.optimizer:
             diffs.append("(optimizer state starts fresh)")
         if diffs:
-            self._note(", ".join(diffs))
+            self.note(ChangeKind.SET, ", ".join(diffs))
 
     def _recover(self) -> None:
         """Before resuming after divergence: fresh hidden state and fresh optimizer state."""
         self.h = self.model.zero_state(self.config.batch_size)
         self.optimizer = make_optimizer(self.hyper.optimizer, self.model.params, self.hyper.lr)
-        self._note("after divergence the optimizer state starts fresh")
+        self.note(ChangeKind.RECOVERED, "after divergence the optimizer state starts fresh")
 
     # -- one step ----------------------------------------------------------------
     def train_step(self) -> GradStats | None:
@@ -280,7 +296,7 @@ class Trainer:
         self._mid_update = False
         if bad:
             self._undo_update()
-            return self._diverge(step, f"non-finite parameter {bad} after the update")
+            return self._diverge(step, f"non-finite parameter {bad} after the update", undone=True)
         self.h = h_last
         self.step = step
         self.chars_seen += inputs.size
@@ -322,16 +338,19 @@ class Trainer:
         for k, p in self.model.params.items():
             np.copyto(p, self._before_update[k])
 
-    def _diverge(self, step: int, what: str) -> None:
-        """Stop in the DIVERGED state with the last parameters whose loss was still healthy."""
+    def _diverge(self, step: int, what: str, *, undone: bool = False) -> None:
+        """Stop in the DIVERGED state with the last parameters whose loss was still healthy. ``undone``: this
+        step's own update was already taken back (it made a parameter non-finite), so the parameters are those
+        the step measured, whose loss was healthy; otherwise the step measured a bad loss on the parameters the
+        previous update made, and that update is taken back."""
         self.state = DIVERGED
         self.h = self.model.zero_state(self.config.batch_size)
         kept = self.step
-        if self.step > 0 and "after the update" not in what:
+        if self.step > 0 and not undone:
             self._undo_update()  # the parameters this step measured came from a bad update
             kept = self.step - 1
-        self._note(f"DIVERGED at step {step}: {what}; kept the parameters of step {kept} "
-                   "(the last with a healthy loss) — lower lr or turn clipping on, then resume")
+        self.note(ChangeKind.DIVERGED, f"DIVERGED at step {step}: {what}; kept the parameters of step {kept} "
+                                       "(the last with a healthy loss) — lower lr or turn clipping on, then resume")
         self._measure_kept(kept)
         return None
 
@@ -425,10 +444,10 @@ class Trainer:
             where, why = checkpoint.destination(path, self.run_id, self.claimed)
             checkpoint.save(where, self.state_dict())
         except checkpoint.CheckpointError as e:
-            self._note(f"checkpoint NOT saved: {e}")
+            self.note(ChangeKind.SAVE_FAILED, f"checkpoint NOT saved: {e}")
             return None
         self.saved_step, self.saved_path = self.step, where
-        self._note(f"checkpoint saved to {where}" + (f" ({why})" if why else ""))
+        self.note(ChangeKind.SAVED, f"checkpoint saved to {where}" + (f" ({why})" if why else ""))
         return where
 
     def state_dict(self) -> TrainerState:
@@ -543,7 +562,7 @@ class Trainer:
         self._last_save_time = time.monotonic()
         self.state = PAUSED if start_paused else RUNNING
         if self.state == RUNNING:
-            self._note("started")
+            self.note(ChangeKind.STARTED, "started")
 
         def emit():
             snap = self.publish()
@@ -571,7 +590,7 @@ class Trainer:
             if self.state == RUNNING:
                 if self._max_steps is not None and self.step >= self._max_steps:
                     self.state = FINISHED
-                    self._note(f"finished: reached {self._max_steps} steps")
+                    self.note(ChangeKind.FINISHED, f"finished: reached {self._max_steps} steps")
                     emit()
                     if not stay_alive:
                         break
@@ -604,7 +623,7 @@ class Trainer:
             self._mid_update = False
         self.state = CRASHED
         self.error = "".join(traceback.format_exception(e))
-        self._note(f"CRASHED: {type(e).__name__}: {e}")
+        self.note(ChangeKind.CRASHED, f"CRASHED: {type(e).__name__}: {e}")
 
     def _apply_safely(self, command: Command) -> bool:
         try:
@@ -637,6 +656,22 @@ def _largest(pre) -> str:
 
 def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def unsaved(run: Trainer | Snapshot) -> bool:
+    """Whether ``run`` (a trainer, or a snapshot of one) has trained steps that no checkpoint holds."""
+    return run.step > 0 and run.saved_step != run.step
+
+
+def stop_commands(run: Trainer | Snapshot, fallback: str | None = None) -> tuple[Command, ...]:
+    """The commands that stop ``run`` between steps without losing what it trained (a signal, the view gone):
+    with a checkpoint path, save there and stop; without one, save to ``fallback`` (where the view saves, a
+    rescue file) first when steps are unsaved."""
+    if run.checkpoint_path:
+        return (Stop(save=True),)
+    if fallback and unsaved(run):
+        return (SaveCheckpoint(fallback), Stop())
+    return (Stop(),)
 
 
 def resume_trainer(ckpt, corpus: Corpus, *, hyper_changes: dict | None = None, **kwargs) -> Trainer:

@@ -221,11 +221,21 @@ def test_float32_agrees_with_float64(reference):
     assert h_last.dtype == np.float32
 
 
-def test_astype_copies_parameters():
-    model = CharRNN(5, 4, seed=0)
-    other = model.astype(np.float64)
-    other.params["w"][...] = 0
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_astype_copies_parameters(dtype):
+    model = CharRNN(5, 4, seed=0, dtype=np.float64)
+    other = model.astype(dtype)
+    assert other.dtype == dtype
+    for k, p in model.params.items():
+        assert other.params[k].dtype == dtype and other.params[k].shape == p.shape
+        np.testing.assert_array_equal(other.params[k], p.astype(dtype))  # the values, rounded to dtype only
+        assert not np.shares_memory(other.params[k], p)
+    x = np.array([[0, 1, 2, 3], [4, 3, 2, 1]])
+    y = np.roll(x, -1, axis=1)
+    assert other.loss(x, y)[0] == pytest.approx(model.loss(x, y)[0], rel=1e-6)  # the same model, working
+    other.params["w"][...] = 0  # a copy: the original keeps its weights
     assert np.any(model.params["w"] != 0)
+    assert other.loss(x, y)[0] != pytest.approx(model.loss(x, y)[0], rel=1e-6)
 
 
 def test_shape_errors():

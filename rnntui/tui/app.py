@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 from textual import events
@@ -27,9 +28,23 @@ from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from ..checkpoint import destination
-from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
+from ..trainer import (
+    CRASHED,
+    DIVERGED,
+    RUNNING,
+    Pause,
+    Resume,
+    SampleNow,
+    SaveCheckpoint,
+    Set,
+    Snapshot,
+    Stop,
+    stop_commands,
+    unsaved,
+)
+from .keys import key_actions
 from .leaks import tidy
-from .screens.changelog import ChangeLogScreen, change_line, is_alert
+from .screens.changelog import ChangeLogScreen, change_line
 from .screens.confirm import ConfirmQuit
 from .screens.derivation import DerivationScreen
 from .screens.help import HelpScreen
@@ -60,30 +75,49 @@ class RnnTuiApp(App[int]):
     TITLE = "rnntui"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
+    #: Every key of the main screen. The tooltip says what it does: the help's key table and the command
+    #: palette are made from it (``keys.py``), and a test holds the README's table to it.
     BINDINGS = [
-        Binding("p,space", "toggle_pause", "pause", id="pause"),
-        Binding("plus,equals_sign", "lr(2.0)", "lr×2", group=Binding.Group("lr"), id="lr_up"),
-        Binding("minus,underscore", "lr(0.5)", "lr÷2", group=Binding.Group("lr"), id="lr_down"),
-        Binding("c", "cycle_clip", "clip", id="clip_mode"),
-        Binding("left_square_bracket", "clip_step(-1)", "thr", show=False, id="clip_down"),
-        Binding("right_square_bracket", "clip_step(1)", "thr", show=False, id="clip_up"),
-        Binding("t", "temperature(-0.1)", "temp", group=Binding.Group("temp"), id="temp_down"),
-        Binding("T,shift+t", "temperature(0.1)", "temp", group=Binding.Group("temp"), id="temp_up"),
-        Binding("s", "sample", "sample", id="sample"),
-        Binding("h", "hyperparams", "hyper", id="hyper"),
-        Binding("d", "derivation", "deriv", show=False, id="derivation"),
-        Binding("k", "recall", "recall", show=False, id="recall"),
-        Binding("g", "trends", "trends", show=False, id="trends"),
-        Binding("ctrl+s", "save", "save", id="save"),
-        Binding("l", "toggle_log", "log", show=False, id="log"),
-        Binding("w", "plot_window", "plot window", show=False, id="plot_window"),
-        Binding("e", "plot_smoothing", "plot smoothing", show=False, id="plot_smoothing"),
-        Binding("m", "plot_marks", "change marks", show=False, id="plot_marks"),
-        Binding("L,shift+l", "changelog", "changes", show=False, id="changelog"),
-        Binding("question_mark", "help", "help", id="help"),
-        Binding("q", "quit", "quit", id="quit"),
-        Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="quit_ctrl_c"),
+        Binding("p,space", "toggle_pause", "pause", id="pause", tooltip="Pause / resume training"),
+        Binding("plus,equals_sign", "lr(2.0)", "lr×2", group=Binding.Group("lr"), id="lr_up",
+                tooltip="Learning rate ×2"),
+        Binding("minus,underscore", "lr(0.5)", "lr÷2", group=Binding.Group("lr"), id="lr_down",
+                tooltip="Learning rate ÷2"),
+        Binding("c", "cycle_clip", "clip", id="clip_mode", tooltip="Cycle clip mode: global → element → none"),
+        Binding("left_square_bracket", "clip_step(-1)", "thr", show=False, id="clip_down",
+                tooltip="Lower the clip threshold (1-2-5 steps)"),
+        Binding("right_square_bracket", "clip_step(1)", "thr", show=False, id="clip_up",
+                tooltip="Raise the clip threshold (1-2-5 steps)"),
+        Binding("t", "temperature(-0.1)", "temp", group=Binding.Group("temp"), id="temp_down",
+                tooltip="Sampling temperature −0.1 (0 = most likely character)"),
+        Binding("T,shift+t", "temperature(0.1)", "temp", group=Binding.Group("temp"), id="temp_up",
+                tooltip="Sampling temperature +0.1"),
+        Binding("s", "sample", "sample", id="sample", tooltip="Sample now"),
+        Binding("h", "hyperparams", "hyper", id="hyper", tooltip="Hyperparameters: every setting, validated"),
+        Binding("d", "derivation", "deriv", show=False, id="derivation",
+                tooltip="Derivation: the lecture's equations on the live model"),
+        Binding("k", "recall", "recall", show=False, id="recall",
+                tooltip="Long-memory task (recall.txt-format corpora): copy loss and accuracy per distance k"),
+        Binding("g", "trends", "trends", show=False, id="trends",
+                tooltip="Trends: any recorded series over the steps, up to 3 at once"),
+        Binding("ctrl+s", "save", "save", id="save", tooltip="Save a checkpoint"),
+        Binding("l", "toggle_log", "log", show=False, id="log", tooltip="Loss plot log / linear"),
+        Binding("w", "plot_window", "plot window", show=False, id="plot_window",
+                tooltip="Loss plot window: whole run → last 10k → 1k → 200 steps"),
+        Binding("e", "plot_smoothing", "plot smoothing", show=False, id="plot_smoothing",
+                tooltip="Loss plot smoothing: EMA decay .98 → .995 → .999 → .9 → off"),
+        Binding("m", "plot_marks", "change marks", show=False, id="plot_marks",
+                tooltip="Loss plot change marks: shown / hidden"),
+        Binding("L,shift+l", "changelog", "changes", show=False, id="changelog",
+                tooltip="Change log: every change with its step, whole, live"),
+        Binding("question_mark", "help", "help", id="help", tooltip="Help: what every figure means, and every key"),
+        Binding("q", "quit", "quit", id="quit", tooltip="Quit (saves first when --checkpoint was given)"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="quit_ctrl_c",
+                tooltip="Quit (saves first when --checkpoint was given)"),
     ]
+    #: The command palette's own key (Textual binds it): in the help's key table, not in the palette.
+    PALETTE_KEY = Binding(App.COMMAND_PALETTE_BINDING, "command_palette", "palette", id="palette",
+                          tooltip="Command palette: every action above by name")
 
     def __init__(self, trainer, *, max_steps: int | None = None, start_paused: bool = False,
                  refresh_hz: float = 2.0, plot_every: int = 2, on_step=None):
@@ -151,10 +185,7 @@ class RnnTuiApp(App[int]):
         if self._quitting:
             return
         self._signal = sig
-        snap = self.snapshot
-        if not self.trainer.checkpoint_path and snap is not None and snap.step > 0 and snap.saved_step != snap.step:
-            self.send(SaveCheckpoint(self.default_save_path))
-        self._stop(save=True)
+        self._stop(*stop_commands(self.snapshot or self.trainer, self.default_save_path))
 
     def _train(self) -> str:
         try:
@@ -197,7 +228,8 @@ class RnnTuiApp(App[int]):
         an alert in the error colour, marked ⚠. The change log (wide panel, L screen) lists them all."""
         changes = snap.changes
         latest = changes[-1] if changes else None
-        alert = latest is not None and is_alert(latest) and snap.message.endswith(latest.text)
+        # an alert when the message reports it (not when it is a change restored with a checkpoint, before any now)
+        alert = latest is not None and latest.alert and snap.message == latest.line
         hints: tuple[str, ...] = ()
         if snap.state == DIVERGED:
             alert, hints = True, ("press h to change settings, space to resume, ctrl+s to save",
@@ -214,29 +246,14 @@ class RnnTuiApp(App[int]):
         self.change_log.update("\n".join(change_line(c) for c in reversed(changes[-30:])), layout=False)
 
     def get_system_commands(self, screen) -> Iterable[SystemCommand]:
-        """Every key's action, findable by name in the command palette (ctrl+p)."""
-        yield from super().get_system_commands(screen)
-        yield SystemCommand("Pause / resume training", "space or p", self.action_toggle_pause)
-        yield SystemCommand("Learning rate ×2", "+", lambda: self.action_lr(2.0))
-        yield SystemCommand("Learning rate ÷2", "-", lambda: self.action_lr(0.5))
-        yield SystemCommand("Cycle clip mode", "c: global → element → none", self.action_cycle_clip)
-        yield SystemCommand("Raise clip threshold", "]", lambda: self.action_clip_step(1))
-        yield SystemCommand("Lower clip threshold", "[", lambda: self.action_clip_step(-1))
-        yield SystemCommand("Sample now", "s", self.action_sample)
-        yield SystemCommand("Hyperparameters…", "h: every setting, validated", self.action_hyperparams)
-        yield SystemCommand("Derivation: the lecture's equations, live", "d", self.action_derivation)
-        yield SystemCommand("Long-memory task: copy loss per distance k", "k: recall.txt-format corpora",
-                            self.action_recall)
-        yield SystemCommand("Trends: any recorded series over the steps",
-                            "g: losses, ‖g‖ pre/post clip, Δp/p, lr, σmax(w), saturation, reach", self.action_trends)
-        yield SystemCommand("Save checkpoint", f"ctrl+s → {self.save_path}", self.action_save)
-        yield SystemCommand("Loss plot log / linear", "l", self.action_toggle_log)
-        yield SystemCommand("Loss plot window", "w: all → last 10k → 1k → 200 steps", self.action_plot_window)
-        yield SystemCommand("Loss plot smoothing", "e: EMA decay .98 → .995 → .999 → .9 → off",
-                            self.action_plot_smoothing)
-        yield SystemCommand("Loss plot change marks", "m: shown / hidden", self.action_plot_marks)
-        yield SystemCommand("Change log: every change with its step", "L", self.action_changelog)
-        yield SystemCommand("What the figures mean", "?", self.action_help)
+        """Textual's own commands (theme, screenshot …) but those that run one of our keys' actions (its Quit
+        is q's), then every key's action by name: the binding's tooltip, its keys as the help shows them."""
+        actions = key_actions(self.BINDINGS)
+        ours = {getattr(self, f"action_{a.action}", None) for a in actions}
+        yield from (c for c in super().get_system_commands(screen) if c.callback not in ours)
+        for a in actions:
+            where = f" → {self.save_path}" if a.action == "save" else ""  # (a free name beside the default)
+            yield SystemCommand(a.description, a.key_text + where, partial(self.run_action, a.action))
 
     # -- commands ----------------------------------------------------------------
     def send(self, command) -> None:
@@ -287,16 +304,16 @@ class RnnTuiApp(App[int]):
     def action_plot_marks(self) -> None:
         self.loss_plot.toggle_marks()
 
-    def action_changelog(self) -> None:
-        if not isinstance(self.screen, ChangeLogScreen):
-            self.push_screen(ChangeLogScreen(lambda: self.snapshot))
-
     def action_recall(self) -> None:
         if self.trainer.recall is None:
             self.message_line.update("k: the copy-loss screen needs a corpus in recall.txt's format (a:..=a lines)",
                                      layout=False)
             return
         self.push_screen(RecallScreen(lambda: self.snapshot))
+
+    def action_changelog(self) -> None:
+        if not isinstance(self.screen, ChangeLogScreen):
+            self.push_screen(ChangeLogScreen(lambda: self.snapshot))
 
     def action_trends(self) -> None:
         if not self.is_screen_installed("trends"):  # one instance: the series chosen stay chosen
@@ -310,7 +327,8 @@ class RnnTuiApp(App[int]):
     def action_help(self) -> None:
         if not self.is_screen_installed("help"):
             # one instance, shown again and again: its Markdown is parsed and its widgets built once
-            self.install_screen(HelpScreen(), name="help")
+            self.install_screen(HelpScreen(self.trainer.corpus.vocab.size, (*self.BINDINGS, self.PALETTE_KEY)),
+                                name="help")
         if self.get_screen("help") not in self.screen_stack:  # (the palette can ask while it is open)
             self.push_screen("help")
 
@@ -359,7 +377,6 @@ class RnnTuiApp(App[int]):
         self.message_line.update(f"screenshot saved to {escape(shown)}", layout=False)
         return saved
 
-
     def action_save(self) -> None:
         self.send(SaveCheckpoint(self.default_save_path))  # (or a free name beside it: Trainer.save says which)
 
@@ -368,11 +385,10 @@ class RnnTuiApp(App[int]):
             return
         snap = self.snapshot
         if self.trainer.checkpoint_path:
-            self._stop(save=True)
+            self._stop(Stop(save=True))
             return
-        unsaved = snap is not None and snap.step > 0 and snap.saved_step != snap.step
-        if not unsaved:
-            self._stop(save=False)
+        if snap is None or not unsaved(snap):
+            self._stop(Stop())
             return
         if isinstance(self.screen, ConfirmQuit):
             return
@@ -381,17 +397,19 @@ class RnnTuiApp(App[int]):
 
         def chosen(choice: str | None) -> None:
             if choice == "save":
-                self.send(SaveCheckpoint(self.default_save_path))  # the trainer picks the same free name
-                self._stop(save=False)
+                self._stop(SaveCheckpoint(self.default_save_path), Stop())  # (the trainer picks the same free name)
             elif choice == "quit":
-                self._stop(save=False)
+                self._stop(Stop())
 
         self.push_screen(ConfirmQuit(lambda: self.snapshot, where, why, refresh_hz=self.refresh_hz), chosen)
 
-    def _stop(self, *, save: bool) -> None:
+    def _stop(self, *commands) -> None:
+        """Send ``commands`` (ending with a ``Stop``) and quit when the trainer has stopped."""
         self._quitting = True
-        self.message_line.update("stopping…" + (" saving checkpoint" if save else ""))
-        self.send(Stop(save=save))
+        saves = any(isinstance(c, SaveCheckpoint) or (isinstance(c, Stop) and c.save) for c in commands)
+        self.message_line.update("stopping…" + (" saving checkpoint" if saves else ""))
+        for command in commands:
+            self.send(command)
         if self.worker is None or self.worker.state not in (WorkerState.PENDING, WorkerState.RUNNING):
             self.exit(self._exit_code(), return_code=self._exit_code())
 
@@ -422,6 +440,12 @@ class RnnTuiApp(App[int]):
 
     def on_unmount(self) -> None:
         self._stop_event.set()
+
+    @property
+    def failed(self) -> bool:
+        """Whether the app has ended without deciding to: every way out of ours exits with a result (``exit``),
+        while an error in the app itself makes Textual end it with none."""
+        return not self.is_running and self.return_value is None
 
 
 def make_app(trainer, *, separate_process: bool = True, **kwargs) -> RnnTuiApp:
@@ -462,7 +486,7 @@ def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metric
 def finish_app(app: RnnTuiApp, trainer) -> int:
     """After the app has ended, however it ended: make sure the trainer stopped, nothing unsaved is
     lost, and say so; returns the exit code. Output errors (the terminal is gone) are ignored."""
-    from ..headless import failure_note, save_note, save_or_rescue
+    from ..headless import failure_note, save_at_end, save_note
 
     app._stop_event.set()
     if app.worker is not None:
@@ -474,14 +498,11 @@ def finish_app(app: RnnTuiApp, trainer) -> int:
     if snap is not None and snap.error:
         err += [snap.error, f"rnntui: the trainer crashed: {snap.message}"]
         code = 1
-    unsaved = trainer.step > 0 and trainer.saved_step != trainer.step
-    failure = None
-    if unsaved and (trainer.checkpoint_path or app._exception is not None):
-        # the save on quit failed (or the app failed before it could ask): try once more, then elsewhere
-        saved, failure = save_or_rescue(trainer, app.default_save_path)
-        if failure:
-            code = 1
-            err.append(f"rnntui: error: {failure_note(saved, failure)}")
+    # the save on quit failed, or the app failed before it could ask: try once more, then elsewhere
+    saved, failure = save_at_end(trainer, app.default_save_path if app.failed else None)
+    if failure:
+        code = 1
+        err.append(f"rnntui: error: {failure_note(saved, failure)}")
     if not failure:  # where the run is saved, or that it is not, whichever way it ended
         out.append(save_note(trainer))
     for lines, stream in ((out, sys.stdout), (err, sys.stderr)):

@@ -3,11 +3,14 @@
 Found with the soak benchmark (benchmarks/soak.py), which showed the app's RSS creeping up by
 25–30 MB an hour while it trained and a user now and then opened a dialog:
 
-* ``Footer`` kept every key widget it ever made — fixed by :class:`widgets.footer.TidyFooter`.
+* ``Footer`` kept every key widget it ever made (each ``FooterKey``'s ``data_bind`` watcher stays on
+  the long-lived footer: https://github.com/Textualize/textual/issues/6666) — fixed by
+  :class:`widgets.footer.TidyFooter`.
 * ``StylesCache.get_inner_outer`` is an ``lru_cache`` on an *instance* method, so its cache keys
   hold up to 1024 ``StylesCache`` objects — one per widget ever rendered (every dialog, toast,
-  footer key), each with its cached lines. :func:`release_render_caches` empties that cache; it
-  only maps two colours to two styles, so refilling it costs nothing.
+  footer key), each with its cached lines (https://github.com/Textualize/textual/issues/6665).
+  :func:`release_render_caches` empties that cache; it only maps two colours to two styles, so
+  refilling it costs nothing.
 * What remains is native: Python-level memory stays flat (tracemalloc, 5 minutes of redraws and
   dialogs), while the C heaps grow slowly with the churn of redraws and of the snapshots arriving
   from the training process. :func:`trim_heap` hands freed heap pages back to the system (glibc's

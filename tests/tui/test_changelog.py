@@ -9,8 +9,8 @@ from textual.widgets._toast import Toast
 
 from rnntui.trainer import SaveCheckpoint, Set
 from rnntui.tui.app import RnnTuiApp
-from rnntui.tui.screens.changelog import ChangeLogScreen, is_alert
-from rnntui.tui.screens.help import HELP
+from rnntui.tui.screens.changelog import ChangeLogScreen
+from rnntui.tui.screens.help import help_text
 from rnntui.tui.widgets.status import CUT_MARK
 
 from .conftest import make_trainer, wait_for
@@ -58,7 +58,7 @@ def test_alerts_are_told_from_confirmations():
     trainer.set_hyper(lr=-1.0)  # refused
     trainer.set_hyper(lr=0.01)
     refused, applied = trainer.changes[-2], trainer.changes[-1]
-    assert is_alert(refused) and not is_alert(applied)
+    assert refused.alert and not applied.alert
 
 
 @pytest.mark.parametrize("size", [(40, 12), (80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
@@ -104,5 +104,5 @@ async def test_change_log_from_the_palette_and_its_key_documented():
         await pilot.press("L")  # L closes it again
         await pilot.pause()
         assert not isinstance(app.screen, ChangeLogScreen)
-    assert "| L |" in HELP
+    assert "| L |" in help_text(bindings=RnnTuiApp.BINDINGS)
     assert "| `L` |" in README.read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from rnntui.tui.app import RnnTuiApp, next_clip
@@ -91,13 +92,23 @@ async def test_s_samples_now_and_the_panel_shows_it():
 
 
 async def test_ctrl_s_saves_checkpoint(tmp_path):
+    from rnntui.checkpoint import load as load_checkpoint
+
     trainer = make_trainer(tmp_path)
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = RnnTuiApp(trainer)
     async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 5, what="steps")
+        await pilot.press("p")  # paused: the parameters stay those of the step saved
         await started(pilot, app)
+        step = snap(app).step
+        initial = make_trainer().model.params
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: snap(app).saved_step == 0, what="save")
-        assert (tmp_path / "run.npz").exists()
+        await wait_for(pilot, lambda: snap(app).saved_step == step, what="save")
+        saved = load_checkpoint(tmp_path / "run.npz")
+        assert saved.step == step == trainer.step and saved.hyper == trainer.hyper
+        for k, p in trainer.model.params.items():  # this step's parameters, not the initial ones
+            np.testing.assert_array_equal(saved.arrays[f"param.{k}"], p)
+            assert not np.array_equal(p, initial[k])
 
 
 async def test_l_toggles_log_scale():

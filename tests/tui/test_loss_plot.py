@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult
 from textual.color import Color
 
 from rnntui.monitor import History
-from rnntui.trainer import Change
+from rnntui.trainer import Change, ChangeKind
 from rnntui.tui.app import RnnTuiApp
 from rnntui.tui.screens.help import HELP
 from rnntui.tui.widgets.loss_plot import (
@@ -110,7 +110,7 @@ async def test_nasty_series_at_any_size_render_without_error(log):
             await pilot.resize_terminal(*size)
             for name, values in NASTY.items():
                 version += 1
-                plot.show(fake_snapshot(values, version, changes=[Change(20, "lr 0.1 → 0.2")]))
+                plot.show(fake_snapshot(values, version, changes=[Change(20, ChangeKind.SET, "lr 0.1 → 0.2")]))
                 for _ in range(3):  # a resize renders again without new data
                     plot.refresh()
                     await pilot.pause()
@@ -140,8 +140,8 @@ def histories(draw):
 
 views = st.builds(View, log=st.booleans(), window=st.sampled_from(WINDOWS), decay=st.sampled_from(DECAYS),
                   marks=st.booleans())
-changes = st.lists(st.builds(Change, st.integers(-5, 10**7), st.sampled_from(["lr 1 → 2", "paused", "clip"])),
-                   max_size=20)
+changes = st.lists(st.builds(Change, st.integers(-5, 10**7), st.sampled_from(list(ChangeKind)),
+                             st.sampled_from(["lr 1 → 2", "paused", "clip"])), max_size=20)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -290,7 +290,7 @@ def snapshot_of(history: dict, version: int = 1, changes=()) -> SimpleNamespace:
                            loss=float(y[-1]), loss_ema=float(y[-1]), val_loss=None, val_step=None)
 
 
-SETTING_CHANGES = [Change(s, f"lr {s}") for s in (400, 900, 1500, 2200)]
+SETTING_CHANGES = [Change(s, ChangeKind.SET, f"lr {s}") for s in (400, 900, 1500, 2200)]
 
 
 async def test_title_and_legend_colours_are_the_colours_of_the_lines_and_all_lines_show():
@@ -426,5 +426,5 @@ async def test_keys_cycle_window_smoothing_and_marks_shown_in_the_title():
         assert not any(c == mark for _, c in cells(plot.render()))
         await pilot.press("m")
         assert plot._curves.marks
-        names = {c.title for c in app.get_system_commands(app.screen)}
+        names = {c.title.split(":")[0] for c in app.get_system_commands(app.screen)}
         assert {"Loss plot window", "Loss plot smoothing", "Loss plot change marks"} <= names

@@ -16,7 +16,7 @@ from textual_plotext.plot import Plot
 
 from rnntui.trainer import HISTORY_NAMES
 from rnntui.tui.app import RnnTuiApp
-from rnntui.tui.screens.help import HELP
+from rnntui.tui.screens.help import help_text
 from rnntui.tui.screens.trends import (
     MAX_SHOWN,
     Trend,
@@ -100,7 +100,7 @@ async def test_the_key_is_bound_documented_and_in_the_palette():
     app = RnnTuiApp(trained(), start_paused=True)
     bound = [b for b in app.BINDINGS if "g" in b.key.split(",")]
     assert [b.action for b in bound] == ["trends"] and bound[0].description
-    assert "| g |" in HELP and "| `g` |" in README.read_text(encoding="utf-8")
+    assert "| g |" in help_text(bindings=app.BINDINGS) and "| `g` |" in README.read_text(encoding="utf-8")
     async with app.run_test(size=SMALL) as pilot:
         await wait_for(pilot, lambda: app.trainer.latest is not None, what="the first snapshot")
         command = next(c for c in app.get_system_commands(app.screen) if c.title.startswith("Trends"))

@@ -17,20 +17,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ...trainer import Change, Snapshot
-
-#: Words that make a change an alert (divergence, crash, a failed save, a refused setting).
-ALERT_WORDS = ("DIVERGED", "CRASHED", "NOT saved", "refused")
-
-
-def is_alert(change: Change) -> bool:
-    """Whether ``change`` reports something that went wrong, rather than confirming what was asked."""
-    return any(w in change.text for w in ALERT_WORDS)
+from ..keys import key_hints
 
 
 def change_line(change: Change, step_width: int = 6) -> str:
-    """One change as markup: its step (dim), its text; an alert marked ⚠ in the error colour."""
+    """One change as markup: its step (dim), its text; an alert (``Change.alert``: a divergence, a crash, a
+    failed save, a refused setting) marked ⚠ in the error colour."""
     text = escape(change.text)
-    if is_alert(change):
+    if change.alert:
         text = f"[$error b]⚠ {text}[/]"
     return f"[dim]{change.step:>{step_width}}[/] {text}"
 
@@ -50,7 +44,7 @@ class ChangeLogScreen(ModalScreen[None]):
         yield Static(id="changelog-head")
         with VerticalScroll(id="changelog-body"):
             yield Static(id="changelog-lines")
-        yield Static("[dim]↑/↓ pgup/pgdn scroll · esc or L closes[/]", id="changelog-keys")
+        yield Static(f"[dim]↑/↓ pgup/pgdn scroll · {escape(key_hints(self.BINDINGS))}[/]", id="changelog-keys")
 
     def on_mount(self) -> None:
         self.show()
@@ -68,7 +62,7 @@ class ChangeLogScreen(ModalScreen[None]):
         body = self.query_one("#changelog-body", VerticalScroll)
         at_end = body.scroll_y >= body.max_scroll_y
         width = len(str(max((c.step for c in changes), default=0)))
-        alerts = sum(is_alert(c) for c in changes)
+        alerts = sum(c.alert for c in changes)
         self.query_one("#changelog-head", Static).update(
             f"[b]Changes[/] · {len(changes)} kept by the trainer, newest last"
             + (f" · [$error]⚠ {alerts} alert{'s' if alerts != 1 else ''}[/]" if alerts else ""))

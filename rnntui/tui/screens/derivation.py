@@ -23,6 +23,7 @@ from ...corpus import printable
 from ...derivation import Inspection, StepTerms, gradient_from_last_step, source_lines, step_terms
 from ...monitor import REACH_LEVEL, health
 from ...trainer import Inspect
+from ..keys import key_hints, key_of
 from ..widgets.text import fixed, num
 from ..widgets.timeflow import bars, lag_axis, reach_bars, reach_summary, status_markup
 
@@ -36,12 +37,13 @@ def _norm(a) -> float:
 class DerivationScreen(Screen):
     """eq-1 … eq-13 on weights frozen at one step; ←/→ pick the step, b/B the sequence, v verifies, r refreshes."""
 
+    #: The screen's keys; its line of keys and the sentences that name a key are made from them.
     BINDINGS = [
         Binding("escape,d", "app.pop_screen", "back"),
-        Binding("left", "step(-1)", "t−1", group=Binding.Group("t")),
-        Binding("right", "step(1)", "t+1", group=Binding.Group("t")),
-        Binding("b", "sequence(1)", "seq", group=Binding.Group("seq")),
-        Binding("B,shift+b", "sequence(-1)", "seq", group=Binding.Group("seq")),
+        Binding("left", "step(-1)", "t−1", group=Binding.Group("step")),
+        Binding("right", "step(1)", "t+1", group=Binding.Group("step")),
+        Binding("b", "sequence(1)", "seq", group=Binding.Group("sequence")),
+        Binding("B,shift+b", "sequence(-1)", "seq", group=Binding.Group("sequence")),
         Binding("v", "verify", "verify"),
         Binding("r", "refresh_weights", "refresh"),
     ]
@@ -58,8 +60,7 @@ class DerivationScreen(Screen):
         with VerticalScroll(id="deriv-body"):
             yield Static("[dim]fetching the weights from the trainer…[/]", id="deriv-head")
             yield Static(id="deriv-eqs")
-            yield Static("[b]verify[/] (v): every equation checked numerically (complex step) in float64 on a copy "
-                         "of the frozen weights — press v", id="deriv-verify")
+            yield Static(self.verify_prompt("the frozen weights"), id="deriv-verify")
             yield Static(id="deriv-time")
         yield Footer(show_command_palette=False)
 
@@ -87,9 +88,13 @@ class DerivationScreen(Screen):
         B, T = ins.inputs.shape
         self.b = min(self.b, B - 1)
         self.render_terms()
-        self.query_one("#deriv-verify", Static).update(
-            "[b]verify[/] (v): every equation checked numerically (complex step) in float64 on a copy of these "
-            "weights — press v")
+        self.query_one("#deriv-verify", Static).update(self.verify_prompt("these weights"))
+
+    @classmethod
+    def verify_prompt(cls, weights: str) -> str:
+        v = escape(key_of(cls.BINDINGS, "verify"))
+        return (f"[b]verify[/] ({v}): every equation checked numerically (complex step) in float64 on a copy of "
+                f"{weights} — press {v}")
 
     # -- navigation ----------------------------------------------------------------
     def action_step(self, delta: int) -> None:
@@ -125,8 +130,7 @@ class DerivationScreen(Screen):
             f"sequence b={st.b + 1}/{B} · "
             f"step t={st.t + 1}/{T}: input {self.char(st.x)} → target {self.char(st.y)} · "
             f"Eₜ = −log ŷₜ\\[y] = {st.loss_t:.3f}\n"
-            "[dim]←/→ step · b/B sequence · v verify · r refresh (weights of the latest step) · esc back · "
-            "values for one sequence "
+            f"[dim]{escape(key_hints(self.BINDINGS))} · values for one sequence "
             "(the trainer averages gradients over the B sequences)[/]")
         self.query_one("#deriv-eqs", Static).update("\n".join(self.equations(st)))
         self.render_time()
@@ -188,12 +192,13 @@ class DerivationScreen(Screen):
     def shape(self, name: str) -> str:
         return "×".join(map(str, self.ins.model.params[name].shape))
 
-    @staticmethod
-    def behind(snap, ins: Inspection) -> str:
+    @classmethod
+    def behind(cls, snap, ins: Inspection) -> str:
         """`` (training is at step M: r refreshes)`` when the trainer has moved on since the freeze."""
         if snap is None or snap.step <= ins.step:  # (a snapshot may be a little older than the freeze)
             return ""
-        return f" [dim](training is at step {snap.step}: r refreshes)[/]"
+        r = escape(key_of(cls.BINDINGS, "refresh_weights"))
+        return f" [dim](training is at step {snap.step}: {r} refreshes)[/]"
 
     def render_time(self) -> None:
         ins = self.ins

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
+
+from ...trainer import RunState
+from ..keys import key_table
 
 HELP = """\
 # rnntui — what you are looking at
@@ -59,57 +63,40 @@ the EMA is computed from the recorded raw loss, ≈ the mean of the last 1/(1 �
 **Samples** — text generated from the current model, continuing the training text, at the shown temperature.
 Control characters are shown escaped; scroll for older samples (tab focuses the panel, then ↑/↓).
 
-**Status bar** — state (RUNNING, PAUSED, DIVERGED, CRASHED, FINISHED), step, epoch progress, loss EMA,
+**Status bar** — state (@STATES@), step, epoch progress, loss EMA,
 characters per second (only while running), training time, optimizer and lr, clip (±c element, ‖g‖≤c global),
 temperature, save state (saved, saved @step, unsaved). On a narrow terminal the least useful go first.
 The line above it is the latest change; an alert is marked ⚠; a line ending in … (L) continues in the change log.
 
 # Keys
-| key | action |
-|---|---|
-| space, p | pause / resume |
-| + / - | learning rate ×2 / ÷2 |
-| c | cycle clip mode: global → element → none |
-| [ / ] | lower / raise the clip threshold (1-2-5 steps) |
-| t / T | temperature −0.1 / +0.1 (0 = most likely character) |
-| s | sample now |
-| h | hyperparameter form (every setting; validated) |
-| d | derivation: the lecture's equations on the live model |
-| k | long-memory task (recall.txt-format corpora): copy loss and accuracy per distance k, held-out lines |
-| g | trends: any recorded series over the steps, up to 3 at once (space); log axis if all > 0, over a decade |
-| ctrl+s | save a checkpoint |
-| l | loss plot log / linear |
-| w | loss plot window: whole run → last 10k → 1k → 200 steps |
-| e | loss plot EMA decay: .98 → .995 → .999 → .9 → off |
-| m | loss plot change marks: shown / hidden |
-| L | change log: every change with its step, whole, live (esc closes) |
-| ctrl+p | command palette |
-| ? | this help |
-| q, ctrl+c | quit (saves first when --checkpoint was given) |
+@KEYS@
 
 Every change applies at the next step and is listed with its step number (L shows the list).
 """
 
 
-def help_text(vocab_size: int | None = None) -> str:
-    """The help, with the figures that depend on the run computed from it."""
+def help_text(vocab_size: int | None = None, bindings: Iterable[Binding] = ()) -> str:
+    """The help, with the figures that depend on the run computed from it, and the keys of ``bindings`` (the
+    main screen's) as a table made from them (``keys.key_table``)."""
     if vocab_size and vocab_size > 1:
         ln_v = f"ln V ≈ {math.log(vocab_size):.2f} for these {vocab_size} characters"
     else:
         ln_v = "ln V for V characters: what a model that knows nothing scores"
-    return HELP.replace("ln V (@LN_V@)", ln_v)
+    states = ", ".join(s.upper() for s in RunState)
+    return HELP.replace("ln V (@LN_V@)", ln_v).replace("@STATES@", states).replace("@KEYS@", key_table(bindings))
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
 
-    def __init__(self, vocab_size: int | None = None):
+    def __init__(self, vocab_size: int | None = None, bindings: Iterable[Binding] = ()):
         super().__init__()
         self.vocab_size = vocab_size
+        self.bindings = tuple(bindings)  # the keys the table lists: the main screen's
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
-            yield Markdown(help_text(self.vocab_size))
+            yield Markdown(help_text(self.vocab_size, self.bindings))
 
     def action_dismiss(self) -> None:
         self.dismiss(None)

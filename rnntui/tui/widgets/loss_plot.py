@@ -28,6 +28,8 @@ from textual.color import Color
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
 
+from ...trainer import ChangeKind
+
 #: The x window: the whole run, or the last N steps (the w key cycles through them).
 WINDOWS: tuple[int | None, ...] = (None, 10_000, 1_000, 200)
 #: The EMA decays per step (the e key cycles through them); 0 shows the raw loss alone.
@@ -389,9 +391,15 @@ class Curves:
         return not any(len(s[0]) for s in (self.raw, self.val) + ((self.smooth,) if self.smooth else ()))
 
 
+#: The changes marked on the plot: where training changed course (a setting; a divergence, and the fresh optimizer
+#: state it resumed with; the end of the run), not a pause, resume, start, save, or a setting refused.
+MARKED = frozenset({ChangeKind.SET, ChangeKind.DIVERGED, ChangeKind.RECOVERED, ChangeKind.CRASHED,
+                    ChangeKind.FINISHED})
+
+
 def is_setting_change(change) -> bool:
-    """A change worth a mark on the plot: a setting changed, not a pause, resume, start or save."""
-    return change.step > 0 and change.text not in ("paused", "resumed", "started") and "saved" not in change.text
+    """A change worth a mark on the plot (``MARKED``), after the first step."""
+    return change.step > 0 and change.kind in MARKED
 
 
 # -- the figure -------------------------------------------------------------------
