@@ -134,10 +134,10 @@ HISTORY_NAMES = ("loss", "loss_ema", "val_loss", "lr", "sigma_max", "saturation"
 )
 
 EMA_DECAY = 0.98
-#: The gradient's reach costs one extra backward pass of the recurrence (~1.2 ms, ~18 % of a step at
-#: 128/25/32), so it is measured every this many steps: < 1 % of the training time, still several
-#: times a second, faster than the screen redraws (benchmarks/throughput.py, "monitor").
-REACH_EVERY = 25
+#: The gradient's reach costs one extra backward pass of the recurrence (~0.7–1.2 ms, ~20 % of a step at
+#: 128/25/32), so it is measured every this many steps: ~0.5 % of the training time, still a few times a
+#: second at 128/25/32 (benchmarks/throughput.py, "monitor").
+REACH_EVERY = 50
 #: A loss per character this many times ln V (an untrained model's) counts as diverged, even if finite.
 EXPLODED_FACTOR = 20.0
 

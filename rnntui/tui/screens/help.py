@@ -44,7 +44,7 @@ the EMA is computed from the recorded raw loss, ≈ the mean of the last 1/(1 �
 
 **Gradient reach** (the through-time panel) — the window's last loss alone, followed back through time:
 ‖∂E_T/∂h_(T−d)‖ ÷ ‖∂E_T/∂h_T‖ for lags d = 0…T−1 as log bars on a fixed axis (█ = 1, ▁ = 1e-4, · below,
-▲ above 1), lag 0 on the left. Measured every 25 steps, on the weights of that step (@N in the title when older).
+▲ above 1), lag 0 on the left. Measured every 50 steps, on the weights of that step (@N in the title when older).
 - *reach*: the first lag where it is below 1 % of its start, or "beyond T". *×/step*: the geometric-mean factor
   per step back. Each step back multiplies by diag(1 − h²)·wᵀ.
 - *status*: VANISHING when the reach is shorter than half the window (T/2); EXPLODING when, going back, it grows
