@@ -225,7 +225,7 @@ def _default(obj):
         if obj.dtype.kind not in _NUMERIC_KINDS:
             raise TypeError(f"arrays of dtype {obj.dtype} do not go on the wire")
         a = np.ascontiguousarray(obj)
-        return [_TAGS["ndarray"], [a.dtype.str, list(a.shape), memoryview(a).cast("B")]]
+        return [_TAGS["ndarray"], [a.dtype.str, list(a.shape), memoryview(a.reshape(-1).view(np.uint8))]]
     if isinstance(obj, np.generic):
         if obj.dtype.kind not in _NUMERIC_KINDS:
             raise TypeError(f"scalars of dtype {obj.dtype} do not go on the wire")
@@ -424,26 +424,28 @@ def check_command(command) -> None:
 def read_frame(sock: socket.socket, limit: int, *, idle: float | None = None, within: float | None = None) -> bytes:
     """The body of the next frame on ``sock`` (blocking).
 
-    ``idle``: seconds to wait for a frame to begin (None: for ever); ``within``: seconds the rest of a
-    begun frame may take (None: for ever). Raises :class:`ConnectionClosed` on a clean end between
-    frames, :class:`ProtocolError` on a length over ``limit``, a frame cut short or too slow, and
+    ``idle``: seconds to wait for a frame to begin (None: for ever); ``within``: seconds a frame may take
+    from its first byte to its last (None: for ever). Raises :class:`ConnectionClosed` on a clean end
+    between frames, :class:`ProtocolError` on a length over ``limit``, a frame cut short or too slow, and
     TimeoutError when no frame began within ``idle``.
     """
-    header = _read(sock, HEADER.size, idle, within, first=True)
+    start = None if idle is None else time.monotonic() + idle
+    header, deadline = _read(sock, HEADER.size, start, within, first=True)
     (n,) = HEADER.unpack(header)
     if n > limit:
         raise ProtocolError(f"a frame of {n} bytes is over the limit of {limit}")
     if n == 0:
         raise ProtocolError("an empty frame")
-    return bytes(_read(sock, n, within, None, first=False))
+    return bytes(_read(sock, n, deadline, None, first=False)[0])
 
 
-def _read(sock: socket.socket, n: int, wait: float | None, then: float | None, *, first: bool) -> bytearray:
-    """``n`` bytes; the first within ``wait`` seconds, all of them within ``then`` seconds after the first."""
+def _read(sock: socket.socket, n: int, deadline: float | None, then: float | None, *,
+          first: bool) -> tuple[bytearray, float | None]:
+    """``n`` bytes by ``deadline`` (monotonic; None: no limit), which becomes ``then`` seconds after the first
+    byte when ``then`` is given; returns them and the deadline in force at the end."""
     buf = bytearray(n)
     view = memoryview(buf)
     got = 0
-    deadline = None if wait is None else time.monotonic() + wait
     while got < n:
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -456,10 +458,10 @@ def _read(sock: socket.socket, n: int, wait: float | None, then: float | None, *
             if first and got == 0:
                 raise ConnectionClosed("the other side closed the connection")
             raise ProtocolError(f"a frame cut short: the connection closed after {got} of {n} bytes")
-        if got == 0:  # begun: the rest within ``then``
-            deadline = None if then is None else time.monotonic() + then
+        if got == 0 and then is not None:  # begun: the rest within ``then``
+            deadline = time.monotonic() + then
         got += k
-    return buf
+    return buf, deadline
 
 
 def _readable(sock: socket.socket, timeout: float) -> bool:

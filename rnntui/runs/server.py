@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import stat
 import struct
@@ -60,7 +61,9 @@ def peer_allowed(peer: int | None, own: int) -> bool:
     return peer is not None and peer >= 0 and peer == own
 
 
-_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (Linux)
+_UCRED = struct.Struct("i2I")  # struct ucred: pid, uid, gid (Linux)
+#: The uid the kernel gives for "none" ((uid_t) -1: e.g. a socket not connected).
+NO_UID = 0xFFFFFFFF
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -68,13 +71,14 @@ def peer_uid(sock: socket.socket) -> int | None:
     if hasattr(socket, "SO_PEERCRED"):  # Linux
         try:
             _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
-            return uid
+            return None if uid == NO_UID else uid
         except OSError:
             return None
     if hasattr(socket, "LOCAL_PEERCRED"):  # the BSDs, macOS: struct xucred {u_int version; uid_t uid; …}
         try:
             data = sock.getsockopt(0, socket.LOCAL_PEERCRED, 76)
-            return struct.unpack_from("2I", data)[1]
+            uid = struct.unpack_from("2I", data)[1]
+            return None if uid == NO_UID else uid
         except (OSError, struct.error):
             return None
     return None
@@ -84,9 +88,10 @@ def peer_pid(sock: socket.socket) -> int | None:
     if not hasattr(socket, "SO_PEERCRED"):
         return None
     try:
-        return _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))[0]
+        pid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))[0]
     except OSError:
         return None
+    return pid if pid > 0 else None
 
 
 def bind_socket(path: str | os.PathLike, *, name: str = "") -> socket.socket:
@@ -221,6 +226,7 @@ class _Viewer:
             return P.encode_message(P.InspectReply(ident, error=f"the inspection cannot be sent: {e}"))
 
     def _send_loop(self) -> None:
+        said_bye = False
         try:
             while (item := self._next()) is not None:
                 frame = item if isinstance(item, bytes) else self._answer(*item)
@@ -228,11 +234,16 @@ class _Viewer:
                 self.sock.sendall(frame)
                 self.sending = 0.0
                 self.sent += 1
+            said_bye = self.closing
         except OSError:
             pass
         finally:
             self.sending = 0.0
-            self.shutdown()
+            if said_bye:  # the goodbye is out: end this side; the reader drains theirs, then closes
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_WR)
+            else:
+                self.shutdown()
 
     # -- in --------------------------------------------------------------------------
     def _read_loop(self) -> None:
@@ -299,10 +310,24 @@ class _Viewer:
             closing = self.closing and not self.done
         if closing:
             self.sender.join(BYE_SECONDS)
+            self._drain(BYE_SECONDS)
         self.shutdown()
         self.sender.join(BYE_SECONDS)
         self.sock.close()
         self.server._leave(self)
+
+    def _drain(self, seconds: float, most: int = 1 << 20) -> None:
+        """Read and drop what the viewer still sends, until it closes (or for ``seconds``, or ``most`` bytes): a
+        socket closed with unread bytes in it resets the connection, and the goodbye might not be read."""
+        deadline = time.monotonic() + seconds
+        dropped = 0
+        with contextlib.suppress(OSError, ValueError):
+            while dropped < most and (left := deadline - time.monotonic()) > 0:
+                ready, _, _ = select.select([self.sock], [], [], left)
+                data = self.sock.recv(65536) if ready else b""
+                if not data:
+                    return
+                dropped += len(data)
 
     def stats(self) -> dict:
         with self.cond:
@@ -379,12 +404,14 @@ class RunServer:
         for v in everyone:
             v.bye(reason, ended=True, final=final if v.joined else None)
         deadline = time.monotonic() + wait
-        for v in everyone:
+        for v in everyone:  # goodbyes out, and each viewer gone having read its own (EOF at the reader)
             v.sender.join(max(0.0, deadline - time.monotonic()))
         for v in everyone:
+            v.reader.join(max(0.0, deadline - time.monotonic()))
+        for v in everyone:  # those that did not read it in time (stuck)
             v.shutdown()
         for v in everyone:
-            v.reader.join(max(0.1, deadline - time.monotonic()))
+            v.reader.join(1.0)
 
     def _unlink(self) -> None:
         """Remove the socket file, if it is still ours (a later run may have replaced a stale one)."""
