@@ -1,0 +1,201 @@
+"""What serving a run costs: the wire format's time and size, and training throughput with viewers attached.
+
+    python -m benchmarks.runs [--seconds 4] [--rounds 5] [--corpus PATH] [--json PATH]
+    python -m benchmarks.runs --codec-only
+
+**Codec.** A (128, 25, 32) trainer's snapshot, after some steps and with every history full (2048 points
+each, as after a long run), encoded and decoded by :mod:`rnntui.runs.protocol` (medians of many), its
+size in bytes; the same for an inspection (its float64 weights and batch).
+
+**Throughput.** Alternately, round after round, the same configuration (the defaults: H=128, T=25,
+B=32, Adam, sampling and validation every 100 steps, histories full from the start) trains in a thread
+of this process, served by a :class:`~rnntui.runs.server.RunServer` (defaults: a new snapshot at most
+every 0.2 s) with
+
+  none      no viewer attached (the server waits: it encodes nothing)
+  1 viewer  one viewer process (``SocketRunClient``: connects, receives and decodes every snapshot pushed
+            to it; no drawing, which the app does in its own process: benchmarks/ui_overhead.py)
+  3 viewers three of them
+
+Characters trained per second come from the trainer's own snapshots (characters seen, publication
+time) over ``--seconds`` after a warm-up second; every contender gets a fresh trainer. The cost of each
+is the median over the rounds of 1 − rate/rate(none) of the same round. Also reported: the share of the
+time the server spent encoding, and the share of a core each viewer process used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.common import DEFAULT_CORPUS, machine
+from rnntui import Corpus, TrainConfig, Trainer
+from rnntui.runs import protocol as P
+from rnntui.runs.client import SocketRunClient
+from rnntui.runs.server import RunServer
+from rnntui.trainer import RUNNING, Stop
+
+WARMUP = 1.0
+ONE_VIEWER_TARGET, THREE_VIEWERS_TARGET = 0.05, 0.10
+
+
+def _trainer(corpus: Corpus, *, full_history: bool = True) -> Trainer:
+    trainer = Trainer(corpus, TrainConfig())
+    if full_history:  # what a long run's snapshots carry: every series at its capacity
+        for h in trainer.history.values():
+            for i in range(h.capacity):
+                h.append(i, 1.0 + 1e-3 * i)
+    return trainer
+
+
+def _median_time(fn, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def codec(corpus: Corpus, n: int = 50) -> dict:
+    trainer = _trainer(corpus)
+    trainer.state = RUNNING
+    for _ in range(120):
+        trainer.train_step()
+    trainer.sample()
+    snap = trainer.snapshot()
+    frame = P.encode_message(P.SnapshotPush(snap))
+    ins = trainer.inspection()
+    ins_frame = P.encode_message(P.InspectReply(1, inspection=ins))
+    return {
+        "snapshot_bytes": len(frame),
+        "snapshot_encode_ms": 1e3 * _median_time(lambda: P.encode_message(P.SnapshotPush(snap)), n),
+        "snapshot_decode_ms": 1e3 * _median_time(lambda: P.decode_message(frame[4:]), n),
+        "snapshot_publish_ms": 1e3 * _median_time(trainer.snapshot, n),  # the trainer's own cost, for scale
+        "inspection_bytes": len(ins_frame),
+        "inspection_encode_ms": 1e3 * _median_time(lambda: P.encode_message(P.InspectReply(1, inspection=ins)), n),
+        "inspection_decode_ms": 1e3 * _median_time(lambda: P.decode_message(ins_frame[4:]), n),
+    }
+
+
+def viewer_main(path: str) -> None:
+    """A viewer process: receive and decode until the run ends; say how many snapshots came."""
+    with SocketRunClient.connect(path, timeout=30) as client:
+        client.wait_snapshot(timeout=30)
+        print("ready", flush=True)
+        cpu, wall = time.process_time(), time.monotonic()
+        while not client.ended:
+            time.sleep(0.1)
+        # snapshots received; the share of one core this viewer used from then on
+        print(client.received, (time.process_time() - cpu) / (time.monotonic() - wall), flush=True)
+
+
+def served(corpus: Corpus, seconds: float, viewers: int) -> dict:
+    trainer = _trainer(corpus)
+    folder = tempfile.mkdtemp(prefix="rb-", dir="/tmp")
+    path = os.path.join(folder, "socket")
+    thread = threading.Thread(target=trainer.run, kwargs={"stay_alive": True}, daemon=True)
+    thread.start()
+    while trainer.latest is None:
+        time.sleep(0.01)
+    srv = RunServer(trainer, path, P.RunInfo.of(trainer, name="bench")).start()
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.runs", "--viewer", path], stdout=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).resolve().parent.parent) for _ in range(viewers)]
+    try:
+        for p in procs:
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("a viewer did not start")
+        time.sleep(WARMUP)
+        first = trainer.latest
+        pushed0, enc0 = srv.pushed, srv.encode_seconds
+        time.sleep(seconds)
+        last = trainer.latest
+        pushed, enc = srv.pushed - pushed0, srv.encode_seconds - enc0
+    finally:
+        trainer.send(Stop())
+        thread.join(30)
+        srv.close()
+        said = [(p.stdout.readline() or "0 0").split() for p in procs]
+        for p in procs:
+            p.wait(30)
+            p.stdout.close()
+        os.rmdir(folder)
+    return {"rate": (last.chars_seen - first.chars_seen) / (last.time - first.time), "pushed": pushed,
+            "encode_share": enc / (last.time - first.time), "received": [int(x[0]) for x in said],
+            "viewer_cpu": [float(x[1]) for x in said]}
+
+
+CONTENDERS = {"none": 0, "1 viewer": 1, "3 viewers": 3}
+
+
+def measure(corpus: Corpus, seconds: float, rounds: int, progress=print) -> dict:
+    rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    extras: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
+    for r in range(rounds):
+        order = list(CONTENDERS)[r % 3:] + list(CONTENDERS)[:r % 3]
+        for name in order:
+            got = served(corpus, seconds, CONTENDERS[name])
+            rates[name].append(got["rate"])
+            extras[name].append(got)
+            time.sleep(0.2)
+        progress(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()))
+    out: dict = {"seconds": seconds, "rounds": rounds, "rates": rates, "extras": extras}
+    for name in CONTENDERS:
+        out[name] = statistics.median(rates[name])
+        if name != "none":
+            per_round = [1 - b / a for a, b in zip(rates["none"], rates[name], strict=True)]
+            out[f"cost {name}"] = statistics.median(per_round)
+            out[f"cost {name} per round"] = per_round
+    return out
+
+
+def report(c: dict, t: dict | None) -> str:
+    lines = [f"snapshot (128/25/32, histories full): {c['snapshot_bytes'] / 1e3:,.0f} kB, encode "
+             f"{c['snapshot_encode_ms']:.2f} ms, decode {c['snapshot_decode_ms']:.2f} ms (the trainer makes one in "
+             f"{c['snapshot_publish_ms']:.2f} ms); inspection {c['inspection_bytes'] / 1e3:,.0f} kB, encode "
+             f"{c['inspection_encode_ms']:.2f} ms, decode {c['inspection_decode_ms']:.2f} ms"]
+    if t is not None:
+        lines.append(f"throughput ({t['rounds']}×{t['seconds']:g} s each, interleaved, medians): none "
+                     f"{t['none']:,.0f} chars/s, 1 viewer {t['1 viewer']:,.0f}, 3 viewers {t['3 viewers']:,.0f}")
+        for name, target in (("1 viewer", ONE_VIEWER_TARGET), ("3 viewers", THREE_VIEWERS_TARGET)):
+            per = ", ".join(f"{100 * x:.1f}%" for x in t[f"cost {name} per round"])
+            verdict = "within" if t[f"cost {name}"] <= target else "OVER"
+            lines.append(f"  {name}: costs {100 * t[f'cost {name}']:.1f}% (rounds: {per}) — {verdict} the "
+                         f"{100 * target:.0f}% target")
+        ex = t["extras"]["3 viewers"][-1]
+        lines.append(f"  (last 3-viewer round: {ex['pushed']} snapshots encoded, {100 * ex['encode_share']:.2f}% "
+                     f"of the time encoding; received per viewer {ex['received']}, each using "
+                     f"{', '.join(f'{100 * x:.1f}%' for x in ex['viewer_cpu'])} of a core)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--codec-only", action="store_true")
+    ap.add_argument("--viewer", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.viewer:
+        viewer_main(a.viewer)
+        return
+    corpus = Corpus.load(a.corpus)
+    c = codec(corpus)
+    t = None if a.codec_only else measure(corpus, a.seconds, a.rounds)
+    print(report(c, t))
+    if a.json:
+        a.json.write_text(json.dumps({"machine": machine(), "codec": c, "throughput": t}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
