@@ -36,7 +36,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_CORPUS, machine
+from benchmarks.common import DEFAULT_CORPUS, interleave, machine
 from rnntui import Corpus, TrainConfig, Trainer
 from rnntui.runs import protocol as P
 from rnntui.runs.client import SocketRunClient
@@ -133,27 +133,34 @@ def served(corpus: Corpus, seconds: float, viewers: int) -> dict:
             "viewer_cpu": [float(x[1]) for x in said]}
 
 
-CONTENDERS = {"none": 0, "1 viewer": 1, "3 viewers": 3}
+class Contender:
+    """Training served to ``viewers`` viewer processes (for ``common.interleave``)."""
+
+    def __init__(self, name: str, viewers: int, corpus: Corpus):
+        self.name, self.viewers, self.corpus = name, viewers, corpus
+        self.rates: list[float] = []
+        self.extras: list[dict] = []
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+    def measure(self, seconds: float) -> float:
+        got = served(self.corpus, seconds, self.viewers)
+        self.extras.append(got)
+        return got["rate"]
 
 
 def measure(corpus: Corpus, seconds: float, rounds: int, progress=print) -> dict:
-    rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    extras: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
-    for r in range(rounds):
-        order = list(CONTENDERS)[r % 3:] + list(CONTENDERS)[:r % 3]
-        for name in order:
-            got = served(corpus, seconds, CONTENDERS[name])
-            rates[name].append(got["rate"])
-            extras[name].append(got)
-            time.sleep(0.2)
-        progress(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in rates.items()))
-    out: dict = {"seconds": seconds, "rounds": rounds, "rates": rates, "extras": extras}
-    for name in CONTENDERS:
-        out[name] = statistics.median(rates[name])
-        if name != "none":
-            per_round = [1 - b / a for a, b in zip(rates["none"], rates[name], strict=True)]
-            out[f"cost {name}"] = statistics.median(per_round)
-            out[f"cost {name} per round"] = per_round
+    none, *others = [Contender(name, k, corpus) for name, k in (("none", 0), ("1 viewer", 1), ("3 viewers", 3))]
+    interleave([none, *others], seconds, rounds, pause=0.2, progress=progress)
+    out: dict = {"seconds": seconds, "rounds": rounds, "none": none.median,
+                 "rates": {c.name: c.rates for c in (none, *others)},
+                 "extras": {c.name: c.extras for c in (none, *others)}}
+    for c in others:  # the median of the rounds' costs: each compares two runs next to each other in time
+        per_round = [1 - b / a for a, b in zip(none.rates, c.rates, strict=True)]
+        out[c.name], out[f"cost {c.name}"], out[f"cost {c.name} per round"] = c.median, statistics.median(
+            per_round), per_round
     return out
 
 
