@@ -17,7 +17,7 @@ from rnntui.checkpoint import save as save_checkpoint
 from rnntui.config import ConfigError, HyperParams
 from rnntui.corpus import Corpus
 from rnntui.monitor import History
-from rnntui.state import TrainerState
+from rnntui.state import ChangeKind, TrainerState
 from rnntui.trainer import Trainer, resume_trainer
 
 from .data.make_checkpoint import CHANGED, FIRST_STEPS, TEXT, THEN_STEPS
@@ -321,6 +321,7 @@ def test_change_entries_with_fields_this_version_does_not_know_still_load(make_t
     np.savez(tmp_path / "c.npz", __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
     resumed = resume_trainer(load_checkpoint(tmp_path / "c.npz"), tr.corpus)
     assert [(c.step, c.text) for c in resumed.changes] == [(1, "lr 0.005 → 0.01"), (1, "paused")]
+    assert [c.kind for c in resumed.changes] == [ChangeKind.SET, ChangeKind.NOTE]  # no kind: a plain note
     header["changes"] = [{"step": -3, "text": "bad"}]
     np.savez(tmp_path / "bad.npz", __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
     with pytest.raises(CheckpointError, match="change step"):
@@ -494,7 +495,7 @@ def test_a_checkpoint_written_by_an_earlier_version_resumes(commit, tmp_path):
     if "run_id" in header:
         assert resumed.run_id == header["run_id"]
         assert [(c.step, c.text) for c in resumed.changes] == [(c["step"], c["text"]) for c in header["changes"]]
-        assert len(resumed.changes) == 2
+        assert len(resumed.changes) == 2 and {c.kind for c in resumed.changes} == {ChangeKind.NOTE}
     else:
         assert len(resumed.run_id) == 16 and not resumed.changes  # the run's own new id; no log was kept
     # saved again by this version, it reads back the same
