@@ -235,7 +235,8 @@ def _saturation(hs: np.ndarray) -> float:
 
 
 class Monitor:
-    """Computes :class:`GradStats`; keeps only the power-iteration vector between steps."""
+    """Computes :class:`GradStats` and :class:`Reach`; keeps between steps the power-iteration vector, the latest
+    σmax estimate and which of the last CLIP_WINDOW steps the clip fired on (all in its state_dict)."""
 
     def __init__(self, hidden_size: int, *, seed: int = 0, power_iters: int = 1):
         rng = np.random.default_rng(seed + 7919)
