@@ -395,7 +395,7 @@ def test_a_stale_socket_file_is_replaced_and_a_live_one_refused(make_trainer, sh
             second.start()
         with SocketRunClient.connect(path) as client:  # the first still serves
             assert client.wait_snapshot(timeout=5) is not None
-        assert srv.viewers == 0
+        wait(lambda: srv.viewers == 0, what="the viewers to leave")
     with open(path, "w") as f:  # a file that is not a socket is not taken for one
         f.write("x")
     with pytest.raises(RunAlreadyServing, match="not a socket"):
