@@ -113,7 +113,9 @@ def test_sigkill_leaves_a_died_run_and_its_last_periodic_checkpoint(start_run):
     assert entry.state == "died" and not entry.alive
     row = entry.row()
     ck = checkpoint.load(row["checkpoint"])  # intact: saves are atomic
-    assert ck.step == row["saved_step"] >= 50 and ck.step % 25 == 0
+    # run.json's figures are those of a save already made (the checkpoint may be a save newer: the kill can
+    # fall between a save and its note)
+    assert ck.step >= row["saved_step"] >= 50 and ck.step % 25 == 0 and row["saved_step"] % 25 == 0
     # the socket file it left is stale: a new run of that name takes its place
     assert os.path.exists(path)
 
