@@ -63,25 +63,33 @@ class HasState(Protocol):
     def state_dict(self) -> TrainerState: ...
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """Fail now (not at the first save) when ``path`` cannot be written."""
+def check_writable(path: str | os.PathLike, what: str = "checkpoint", example: str = "run.npz",
+                   replaced: bool = True) -> Path:
+    """Fail now (not at the first write) when ``path`` cannot be written; nothing is created.
+
+    ``what`` names the file in the messages (``checkpoint``, ``metrics``) and ``example`` is the file name
+    suggested for a directory. A ``replaced`` file (a checkpoint, saved by an atomic rename) needs its folder
+    to be writable even when the file exists; one that is only appended to (metrics) needs just the file.
+    """
     p = Path(path)
     if p.is_dir():
-        raise CheckpointError(f"checkpoint path is a directory: {p}; give a file name such as {p / 'run.npz'}")
+        raise CheckpointError(f"{what} path is a directory: {p}; give a file name such as {p / example}")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists():
-        raise CheckpointError(f"checkpoint folder does not exist: {parent}; create it first (mkdir -p {parent})")
+        raise CheckpointError(f"{what} folder does not exist: {parent}; create it first (mkdir -p {parent})")
     if not parent.is_dir():
-        raise CheckpointError(f"checkpoint folder is not a directory: {parent}")
+        raise CheckpointError(f"{what} folder is not a directory: {parent}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise CheckpointError(f"{what} file is not writable (permission denied): {p}; check its permissions")
+    if p.exists() and not replaced:
+        return p
     try:
         fd, tmp = tempfile.mkstemp(prefix=".rnntui-write-test-", dir=parent)
     except OSError as e:
-        raise CheckpointError(f"cannot write to checkpoint folder {parent}: {e.strerror or e}; "
+        raise CheckpointError(f"cannot write to {what} folder {parent}: {e.strerror or e}; "
                               "choose a writable place") from None
     os.close(fd)
     os.unlink(tmp)
-    if p.exists() and not os.access(p, os.W_OK):
-        raise CheckpointError(f"checkpoint file is not writable: {p}; check its permissions")
     return p
 
 

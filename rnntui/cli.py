@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 
 import click
 import numpy as np
@@ -199,7 +198,7 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
         if o["checkpoint"]:
             check_writable(o["checkpoint"])
         if o["metrics"]:
-            _check_metrics(o["metrics"])
+            check_writable(o["metrics"], "metrics", "metrics.jsonl", replaced=False)
         if o["resume"]:
             ckpt = load_checkpoint(o["resume"], "the path given to --resume")
             text = read_text(corpus_path)
@@ -245,27 +244,6 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
     for note in notes:
         click.echo(note, err=True)
     return trainer
-
-
-def _check_metrics(path: str) -> None:
-    """Fail now when the metrics file cannot be appended to, without creating it (nothing is written on refusal)."""
-    p = os.path.abspath(path)
-    folder = os.path.dirname(p)
-    if os.path.isdir(p):
-        raise UsageProblem(f"metrics path is a directory: {path}; give a file name such as "
-                           f"{os.path.join(path, 'metrics.jsonl')}")
-    if not os.path.isdir(folder):
-        raise UsageProblem(f"cannot write metrics file {path}: folder {folder} does not exist; create it first")
-    if os.path.exists(p):
-        if not os.access(p, os.W_OK):
-            raise UsageProblem(f"cannot write metrics file {path}: permission denied; choose a writable path")
-        return
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".rnntui-write-test-", dir=folder)
-    except OSError as e:
-        raise UsageProblem(f"cannot write metrics file {path}: {e.strerror or e}; choose a writable path") from None
-    os.close(fd)
-    os.unlink(tmp)
 
 
 def _corpus_for_checkpoint(text: str, ckpt, path: str, notes: list[str]) -> Corpus:

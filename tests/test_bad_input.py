@@ -282,7 +282,7 @@ def test_unwritable_destinations_fail_before_training(capsys, work, monkeypatch)
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only_folder)
     _refuse(capsys, work, [], "cannot write to checkpoint folder", "Permission denied")
-    _refuse(capsys, work, ["--checkpoint", str(out.parent / "c.npz")], "cannot write metrics file",
+    _refuse(capsys, work, ["--checkpoint", str(out.parent / "c.npz")], "cannot write to metrics folder",
             "Permission denied")
     assert not (out.parent / "c.npz").exists()
 

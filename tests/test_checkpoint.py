@@ -243,6 +243,23 @@ def test_check_writable(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CheckpointError, match="not a directory"):
         check_writable(tmp_path / "file" / "c.npz")
+    with pytest.raises(CheckpointError, match=r"^metrics path is a directory: .*metrics\.jsonl$"):
+        check_writable(tmp_path, "metrics", "metrics.jsonl", replaced=False)
+
+
+def test_check_writable_appended_file_needs_only_itself(tmp_path, monkeypatch):
+    """An existing file that is appended to passes in a folder that takes no new files; a replaced one does not."""
+    (tmp_path / "m.jsonl").write_text("old\n")
+
+    def read_only_folder(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", read_only_folder)
+    assert check_writable(tmp_path / "m.jsonl", "metrics", replaced=False) == tmp_path / "m.jsonl"
+    with pytest.raises(CheckpointError, match="cannot write to checkpoint folder .*Permission denied"):
+        check_writable(tmp_path / "m.jsonl")
+    with pytest.raises(CheckpointError, match="cannot write to metrics folder"):
+        check_writable(tmp_path / "new.jsonl", "metrics", replaced=False)
 
 
 # -- atomic writes ---------------------------------------------------------------------------------------
