@@ -10,6 +10,7 @@ Every mistake a user can make gets one line ``rnntui: error: …`` and exit code
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -166,9 +167,46 @@ def _same_file(a: str | None, b: str | None) -> bool:
         return os.path.abspath(a) == os.path.abspath(b)
 
 
-def _build_trainer(ctx, corpus_path: str, o: dict):
-    from .trainer import Trainer, resume_trainer
+# A resumed run continues the checkpoint's TrainConfig: every field but these must match it when given.
+#   hyper: the hyperparameters, which may change at any time (and do on resume: --lr and the like);
+#   seed:  it only draws the first weights and random state, and the checkpoint brings both, so a --seed
+#          given with --resume has nothing left to seed and is not a conflict.
+RESUME_FREE = frozenset({"hyper", "seed"})
+RESUME_FIXED = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RESUME_FREE)
+HYPER_NAMES = tuple(f.name for f in dataclasses.fields(HyperParams))
 
+
+def _build_trainer(ctx, corpus_path: str, o: dict):
+    explicit, saves = _options_checked(ctx, corpus_path, o)
+    notes: list[str] = []  # shown once the run is sure to start, so a refusal stays one line
+    try:
+        config = _settings(o)
+        if o["checkpoint"]:
+            check_writable(o["checkpoint"])
+        if o["metrics"]:
+            check_writable(o["metrics"], "metrics", "metrics.jsonl", replaced=False)
+        if o["resume"]:
+            trainer = _resumed(corpus_path, o, config, explicit, saves, notes)
+        else:
+            trainer = _fresh(corpus_path, o, config, saves, notes)
+    except (ConfigError, CorpusError, CheckpointError) as e:
+        raise UsageProblem(str(e)) from None
+    except MemoryError:
+        raise UsageProblem(f"not enough memory for a model with hidden size {o['hidden_size']} and batch size "
+                           f"{o['batch_size']} on this corpus; use a smaller --hidden-size or --batch-size") from None
+    _destination_checked(trainer, o)
+    if o["max_steps"] is not None and trainer.step >= o["max_steps"] and o["resume"]:
+        raise UsageProblem(f"the checkpoint is already at step {trainer.step}; give a --max-steps above it")
+    for note in notes:
+        click.echo(note, err=True)
+    return trainer
+
+
+def _options_checked(ctx, corpus_path: str, o: dict) -> tuple[set[str], dict]:
+    """Apply --lecture to ``o`` and refuse bad values and combinations of options (no file is read).
+
+    Returns the options given on the command line (--lecture's count as given) and the save schedule as
+    :class:`~rnntui.trainer.Trainer` keywords."""
     explicit = {k for k in o if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     if o["lecture"]:
         for k, v in LECTURE_SETTINGS.items():
@@ -188,62 +226,60 @@ def _build_trainer(ctx, corpus_path: str, o: dict):
             raise UsageProblem(f"{name} {other} is the corpus file itself; give another path")
     if _same_file(o["checkpoint"] or o["resume"], o["metrics"]):
         raise UsageProblem(f"--metrics {o['metrics']} is the checkpoint file; give another path")
-    hyper_names = [f for f in HyperParams.__dataclass_fields__]
-    notes: list[str] = []  # shown once the run is sure to start, so a refusal stays one line
-    try:
-        hyper = HyperParams(**{k: o[k] for k in hyper_names}).validated()
-        config = TrainConfig(hidden_size=o["hidden_size"], seq_length=o["seq_length"], batch_size=o["batch_size"],
-                             dtype=o["dtype"], seed=o["seed"], init=o["init"], val_fraction=o["val_fraction"],
-                             hyper=hyper).validated()
-        if o["checkpoint"]:
-            check_writable(o["checkpoint"])
-        if o["metrics"]:
-            check_writable(o["metrics"], "metrics", "metrics.jsonl", replaced=False)
-        if o["resume"]:
-            ckpt = load_checkpoint(o["resume"], "the path given to --resume")
-            text = read_text(corpus_path)
-            corpus = _corpus_for_checkpoint(text, ckpt, corpus_path, notes)
-            changes = {k: getattr(hyper, k) for k in hyper_names if k in explicit}
-            fixed = [k for k in ("hidden_size", "seq_length", "batch_size", "dtype", "init", "val_fraction")
-                     if k in explicit and getattr(config, k) != getattr(ckpt.config, k)]
-            if fixed:
-                raise UsageProblem(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint has "
-                                   f"{getattr(ckpt.config, fixed[0])}); leave it out")
-            # without --checkpoint, a resumed run keeps saving into the file it came from
-            if not o["checkpoint"]:
-                try:
-                    check_writable(o["resume"])
-                except CheckpointError as e:
-                    raise UsageProblem(f"{e} (a resumed run saves back into it; give --checkpoint PATH to save "
-                                       "elsewhere)") from None
-            trainer = resume_trainer(ckpt, corpus, hyper_changes=changes,
-                                     checkpoint_path=o["checkpoint"] or o["resume"],
-                                     checkpoint_every=every_steps, checkpoint_seconds=every_seconds)
-        else:
-            corpus = Corpus.load(corpus_path, val_fraction=config.val_fraction)
-            if corpus.vocab.size > LARGE_VOCAB:
-                notes.append(f"rnntui: warning: {corpus.vocab.size} distinct characters; the output layer will make "
-                             "training slow (consider a smaller --hidden-size)")
-            trainer = Trainer(corpus, config, checkpoint_path=o["checkpoint"],
-                              checkpoint_every=every_steps, checkpoint_seconds=every_seconds)
-    except (ConfigError, CorpusError, CheckpointError) as e:
-        raise UsageProblem(str(e)) from None
-    except MemoryError:
-        raise UsageProblem(f"not enough memory for a model with hidden size {o['hidden_size']} and batch size "
-                           f"{o['batch_size']} on this corpus; use a smaller --hidden-size or --batch-size") from None
-    if o["checkpoint"]:
-        if o["overwrite"]:
-            trainer.claimed.update(claim(o["checkpoint"]))
-        elif not may_replace(o["checkpoint"], trainer.run_id, trainer.claimed):
-            path = o["checkpoint"]
-            go_on = f", --resume {path} to continue that run" if header_of(path) is not None else ""
-            raise UsageProblem(f"--checkpoint {path} holds {describe(path)}; give another path{go_on}, or add "
-                               "--overwrite to replace it")
-    if o["max_steps"] is not None and trainer.step >= o["max_steps"] and o["resume"]:
-        raise UsageProblem(f"the checkpoint is already at step {trainer.step}; give a --max-steps above it")
-    for note in notes:
-        click.echo(note, err=True)
-    return trainer
+    return explicit, {"checkpoint_every": every_steps, "checkpoint_seconds": every_seconds}
+
+
+def _settings(o: dict) -> TrainConfig:
+    """The run's settings from the options (a TrainConfig field without an option keeps its default)."""
+    hyper = HyperParams(**{k: o[k] for k in HYPER_NAMES}).validated()  # its messages first, as always
+    given = {f.name: o[f.name] for f in dataclasses.fields(TrainConfig) if f.name != "hyper" and f.name in o}
+    return TrainConfig(**given, hyper=hyper).validated()
+
+
+def _resumed(corpus_path: str, o: dict, config: TrainConfig, explicit: set[str], saves: dict, notes: list[str]):
+    """The trainer continuing ``--resume``'s checkpoint, with the hyperparameters given on the command line."""
+    from .trainer import resume_trainer
+
+    ckpt = load_checkpoint(o["resume"], "the path given to --resume")
+    corpus = _corpus_for_checkpoint(read_text(corpus_path), ckpt, corpus_path, notes)
+    fixed = [k for k in RESUME_FIXED if k in explicit and getattr(config, k) != getattr(ckpt.config, k)]
+    if fixed:
+        raise UsageProblem(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint has "
+                           f"{getattr(ckpt.config, fixed[0])}); leave it out")
+    # without --checkpoint, a resumed run keeps saving into the file it came from
+    if not o["checkpoint"]:
+        try:
+            check_writable(o["resume"])
+        except CheckpointError as e:
+            raise UsageProblem(f"{e} (a resumed run saves back into it; give --checkpoint PATH to save "
+                               "elsewhere)") from None
+    changes = {k: getattr(config.hyper, k) for k in HYPER_NAMES if k in explicit}
+    return resume_trainer(ckpt, corpus, hyper_changes=changes, checkpoint_path=o["checkpoint"] or o["resume"],
+                          **saves)
+
+
+def _fresh(corpus_path: str, o: dict, config: TrainConfig, saves: dict, notes: list[str]):
+    """A new trainer on the corpus file."""
+    from .trainer import Trainer
+
+    corpus = Corpus.load(corpus_path, val_fraction=config.val_fraction)
+    if corpus.vocab.size > LARGE_VOCAB:
+        notes.append(f"rnntui: warning: {corpus.vocab.size} distinct characters; the output layer will make "
+                     "training slow (consider a smaller --hidden-size)")
+    return Trainer(corpus, config, checkpoint_path=o["checkpoint"], **saves)
+
+
+def _destination_checked(trainer, o: dict) -> None:
+    """Refuse a --checkpoint file that is not this run's, unless --overwrite (which claims it for the run)."""
+    path = o["checkpoint"]
+    if not path:
+        return
+    if o["overwrite"]:
+        trainer.claimed.update(claim(path))
+    elif not may_replace(path, trainer.run_id, trainer.claimed):
+        go_on = f", --resume {path} to continue that run" if header_of(path) is not None else ""
+        raise UsageProblem(f"--checkpoint {path} holds {describe(path)}; give another path{go_on}, or add "
+                           "--overwrite to replace it")
 
 
 def _corpus_for_checkpoint(text: str, ckpt, path: str, notes: list[str]) -> Corpus:

@@ -8,6 +8,7 @@ CRLF, corrupt and inconsistent checkpoints, vocabulary mismatches and unwritable
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -18,7 +19,8 @@ import pytest
 
 from rnntui import corpus as corpus_module
 from rnntui.checkpoint import load as load_checkpoint
-from rnntui.cli import run
+from rnntui.cli import RESUME_FIXED, run, train
+from rnntui.config import TrainConfig
 from rnntui.corpus import CorpusError, read_text
 
 SMALL = ["--hidden-size", "8", "--batch-size", "2", "--seq-length", "8"]
@@ -311,6 +313,30 @@ def made(tmp_path, work, capsys):
     assert run([str(good), "--headless", "--max-steps", "3", *SMALL, "--checkpoint", str(path)]) == 0
     capsys.readouterr()
     return path
+
+
+# a value unlike the one in `made` for each setting a resumed run must keep (no option: no value)
+CHANGED = {"hidden_size": "9", "seq_length": "7", "batch_size": "3", "dtype": "float64", "init": "lecture",
+           "val_fraction": "0.3", "val_chars": None}
+
+
+def test_the_fixed_settings_are_the_run_settings_but_seed():
+    assert set(RESUME_FIXED) == set(CHANGED) == {f.name for f in dataclasses.fields(TrainConfig)} - {"hyper", "seed"}
+    options = {p.name for p in train.params}
+    assert {k for k, v in CHANGED.items() if v is None}.isdisjoint(options), "a new option needs a changed value"
+
+
+@pytest.mark.parametrize("name", [k for k, v in CHANGED.items() if v is not None])
+def test_every_fixed_setting_is_refused_on_resume(capsys, work, made, name):
+    """Each TrainConfig setting but the hyperparameters and the seed must match the checkpoint's when given."""
+    option = "--" + name.replace("_", "-")
+    _refuse(capsys, work, ["--resume", str(made), option, CHANGED[name]], option, "cannot change", "leave it out")
+
+
+def test_seed_and_hyperparameters_may_be_given_on_resume(capsys, work, made):
+    out, _ = work
+    assert _resume(capsys, work, made, "--seed", "7", "--lr", "0.02") == 0, capsys.readouterr().err
+    assert load_checkpoint(out / "c.npz").step == 5
 
 
 def _rewrite(src, dst, header=None, arrays=None):
