@@ -89,18 +89,24 @@ def corpus(text) -> Corpus:
     return Corpus.from_text(text, val_fraction=0.1)
 
 
+def build_trainer(corpus: Corpus, *, hidden_size: int = 12, batch_size: int = 3, seq_length: int = 8,
+                  dtype: str = "float64", seed: int = 0, init: str = "scaled", checkpoint_path=None,
+                  publish_interval: float = 0.01, **hyper) -> Trainer:
+    """A small trainer on ``corpus``; hyperparameters as keywords (sampling and validation off unless given).
+
+    The one factory of the tests: the ``make_trainer`` fixture below uses its defaults, the app tests'
+    ``make_trainer`` (tests/tui/conftest.py) passes its own settings."""
+    hyper = {"sample_every": 0, "val_every": 0, **hyper}
+    cfg = TrainConfig(hidden_size=hidden_size, batch_size=batch_size, seq_length=seq_length, dtype=dtype,
+                      seed=seed, init=init, hyper=HyperParams(**hyper))
+    return Trainer(corpus, cfg, checkpoint_path=checkpoint_path, publish_interval=publish_interval)
+
+
 @pytest.fixture
 def make_trainer(corpus):
-    """Factory for small trainers; hyperparameters as keywords (sampling/validation off unless given)."""
+    """Factory for small trainers (:func:`build_trainer`) on the ``corpus`` fixture, or on ``text=`` when given."""
 
-    def make(*, text: str | None = None, hidden_size: int = 12, batch_size: int = 3, seq_length: int = 8,
-             dtype: str = "float64", seed: int = 0, init: str = "scaled", checkpoint_path=None,
-             publish_interval: float = 0.01, **hyper) -> Trainer:
-        hyper.setdefault("sample_every", 0)
-        hyper.setdefault("val_every", 0)
-        c = corpus if text is None else Corpus.from_text(text)
-        cfg = TrainConfig(hidden_size=hidden_size, batch_size=batch_size, seq_length=seq_length, dtype=dtype,
-                          seed=seed, init=init, hyper=HyperParams(**hyper))
-        return Trainer(c, cfg, checkpoint_path=checkpoint_path, publish_interval=publish_interval)
+    def make(*, text: str | None = None, **settings) -> Trainer:
+        return build_trainer(corpus if text is None else Corpus.from_text(text), **settings)
 
     return make

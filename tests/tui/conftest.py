@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from rnntui.config import HyperParams, TrainConfig
 from rnntui.corpus import Corpus
 from rnntui.trainer import Trainer
+
+from ..conftest import build_trainer
 
 TEXT = (
     "the quick brown fox jumps over the lazy dog. a stitch in time saves nine.\n"
@@ -18,11 +19,13 @@ TEXT = (
 
 
 def make_trainer(tmp_path=None, **hyper) -> Trainer:
+    """The app tests' trainer: :func:`tests.conftest.build_trainer` with a 16-unit float32 model on ``TEXT``,
+    validating every 20 steps, saving to ``tmp_path/run.npz`` when given; hyperparameters as keywords."""
     corpus = Corpus.from_text(TEXT, val_fraction=0.1, path="tiny.txt")
-    cfg = TrainConfig(hidden_size=16, seq_length=10, batch_size=4, seed=3,
-                      hyper=HyperParams(**{"sample_every": 0, "val_every": 20, "sample_length": 60, **hyper}))
     ckpt = str(tmp_path / "run.npz") if tmp_path is not None else None
-    return Trainer(corpus, cfg, checkpoint_path=ckpt)
+    return build_trainer(corpus, hidden_size=16, seq_length=10, batch_size=4, dtype="float32", seed=3, init="scaled",
+                         checkpoint_path=ckpt, publish_interval=0.1,
+                         **{"val_every": 20, "sample_length": 60, **hyper})
 
 
 @pytest.fixture
