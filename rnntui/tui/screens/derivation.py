@@ -24,8 +24,8 @@ from ...derivation import Inspection, StepTerms, gradient_from_last_step, source
 from ...monitor import REACH_LEVEL, health
 from ...trainer import Inspect
 from ..keys import key_hints, key_of
-from ..widgets.text import fixed, num
-from ..widgets.timeflow import bars, lag_axis, reach_bars, reach_summary, status_markup
+from ..widgets.text import fixed, num, sparkline
+from ..widgets.timeflow import lag_axis, reach_bars, reach_summary, status_markup
 
 GREEN_BELOW = gradcheck.THRESHOLD
 
@@ -219,7 +219,9 @@ class DerivationScreen(Screen):
                 f"status {status_markup([w for w in health(None, reach)])}",
             ]
         norms = gradient_from_last_step(ins, self.b)
-        line, lo, hi = bars(norms[1:], max(8, min(T, 60)))
+        line = sparkline(norms[1:], max(8, min(T, 60)))  # log scale, the series' own min … max
+        positive = norms[1:][norms[1:] > 0]
+        lo, hi = (float(positive.min()), float(positive.max())) if positive.size else (0.0, 0.0)
         decay = norms[1] / norms[T] if norms[T] > 0 else float("nan")
         rows = "  ".join(f"k={k}:{num(norms[k], 6).strip()}" for k in (T, max(T - 1, 1), max(T // 2, 1), 1, 0))
         lines += [

@@ -24,23 +24,6 @@ ABOVE = "▲"
 BELOW = "·"
 
 
-def bars(values: np.ndarray, width: int) -> tuple[str, float, float]:
-    """One block per entry (log scale between the series' own min and max), at most ``width`` of them."""
-    v = np.asarray(values, dtype=float)
-    if len(v) > width:
-        idx = np.linspace(0, len(v) - 1, width).round().astype(int)
-        v = v[idx]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lv = np.log10(np.where(v > 0, v, np.nan))
-    finite = lv[np.isfinite(lv)]
-    if finite.size == 0:
-        return BELOW * len(v), 0.0, 0.0
-    lo, hi = float(finite.min()), float(finite.max())
-    span = max(hi - lo, 1e-12)
-    s = "".join(BELOW if not np.isfinite(x) else BLOCKS[int((x - lo) / span * (len(BLOCKS) - 1) + 0.5)] for x in lv)
-    return s, 10**lo, 10**hi
-
-
 def reach_bars(ratios: np.ndarray, width: int) -> str:
     """The reach ratios as log bars on the fixed axis REACH_FLOOR … 1, lag 0 on the left.
 
