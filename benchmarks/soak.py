@@ -78,7 +78,11 @@ def non_finite(record, path: str = "") -> list[str]:
 
 
 def child_of(pid: int) -> int | None:
-    """The first child process of ``pid`` (started by any of its threads)."""
+    """The first child process of ``pid``, started by any of its threads (the app starts its training
+    process from a worker thread); threads in the order of their ids, so the main thread's child comes first.
+
+    The same walk as ``tests/tui/test_tmux.py:_child_of``: keep the two alike (tests and benchmarks do not
+    import each other)."""
     try:
         tasks = sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name))
     except OSError:

@@ -118,9 +118,12 @@ class Tmux:
 
 def _child_of(pid: int) -> int | None:
     """The first child process of ``pid``, started by any of its threads (the app starts its training
-    process from a worker thread)."""
+    process from a worker thread); threads in the order of their ids, so the main thread's child comes first.
+
+    The same walk as ``benchmarks/soak.py:child_of``: keep the two alike (tests and benchmarks do not import
+    each other)."""
     try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        tasks = sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name))
     except OSError:
         return None
     for task in tasks:
@@ -131,6 +134,41 @@ def _child_of(pid: int) -> int | None:
         if kids:
             return int(kids[0])
     return None
+
+
+def test_child_of_finds_a_child_started_by_a_worker_thread():
+    if not Path("/proc/self/task").exists():
+        pytest.skip("needs /proc")
+    script = ("import subprocess, threading, time\n"
+              "threading.Thread(target=lambda: print(subprocess.Popen(['sleep', '60']).pid, flush=True)).start()\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        kid = int(parent.stdout.readline())
+        try:
+            assert _child_of(parent.pid) == kid  # the main thread has no child: only the worker's counts
+        finally:
+            os.kill(kid, signal.SIGKILL)
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_child_of_is_the_soak_benchmarks_walk():
+    """benchmarks/soak.py cannot be imported here: its child_of is compared as code (docstrings aside)."""
+    import ast
+    import inspect
+    import textwrap
+
+    def body(tree, name):
+        fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == name)
+        return [ast.dump(stmt) for stmt in fn.body[1:]]  # [0] is the docstring
+
+    soak = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
+    if not soak.exists():
+        pytest.skip("no benchmarks folder beside the tests")
+    ours = ast.parse(textwrap.dedent(inspect.getsource(_child_of)))
+    assert body(ast.parse(soak.read_text(encoding="utf-8")), "child_of") == body(ours, "_child_of")
 
 
 def _status(pid: int) -> str:
