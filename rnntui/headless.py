@@ -94,6 +94,65 @@ class MetricsLog:
                 pass
 
 
+class _Reporter:
+    """What a headless run has shown and what has happened to it, for :func:`run_headless`'s observers."""
+
+    def __init__(self, trainer: Trainer, out: TextIO, log_every: int, metrics: MetricsLog | None):
+        self.trainer, self.out, self.log_every, self.metrics = trainer, out, log_every, metrics
+        self.shown_sample = trainer.samples[-1] if trainer.samples else None  # the last sample already shown
+        self.shown_change = trainer.changes[-1] if trainer.changes else None  # the last change already shown
+        self.ended: RunState | None = None  # diverged or crashed: nobody can resume a headless run
+        self.lost: str | None = None  # why the output cannot be written any more
+        self.signal: str | None = None  # the signal that stopped the run
+        self.state: RunState | None = None  # what Trainer.run returned
+        self.exception: BaseException | None = None  # an error outside a step, raised by Trainer.run
+
+    def say(self, text: str) -> None:
+        if self.lost:
+            return
+        try:
+            print(text, file=self.out, flush=True)
+        except (OSError, ValueError, RuntimeError) as e:
+            self.lost = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            self.trainer.send(Stop(save=True))
+
+    def on_step(self, t: Trainer) -> None:
+        if t.state in (DIVERGED, CRASHED) and self.ended is None:
+            # Nobody can resume a headless run: without this the loop would wait for commands forever.
+            self.ended = t.state
+            t.send(Stop())
+        if t.step % self.log_every == 0 or t.state != RUNNING:
+            self.say(format_progress(t))
+        if self.metrics:
+            self.metrics(t)
+        if t.samples and t.samples[-1] is not self.shown_sample:  # (a bounded deque: its length stops growing)
+            s = self.shown_sample = t.samples[-1]
+            self.say(f"--- sample at step {s.step} (temperature {s.temperature:g}) ---\n{s.text}\n---")
+        self.print_changes(t)
+
+    def print_changes(self, t: Trainer) -> None:
+        changes = list(t.changes)  # (a bounded log: once full, its length stays the same)
+        after = next((i + 1 for i in range(len(changes) - 1, -1, -1) if changes[i] is self.shown_change), 0)
+        for c in changes[after:]:
+            if c.kind not in QUIET:
+                self.say(f"[step {c.step}] {c.text}")
+        self.shown_change = changes[-1] if changes else None
+
+    def train(self, max_steps: int | None) -> None:
+        """The trainer's loop (in a thread of its own, so the main thread can take signals)."""
+        try:
+            self.state = self.trainer.run(max_steps=max_steps, on_step=self.on_step)
+        except BaseException as e:  # noqa: BLE001 — reported below, after saving
+            self.exception = e
+
+    def on_signal(self, signum, frame) -> None:
+        if self.signal is None:
+            self.signal = signal.Signals(signum).name
+            self.trainer.send(Stop(save=True))
+            self.say(f"\n{self.signal}: stopping after this step"
+                     + (f", saving {self.trainer.checkpoint_path}" if self.trainer.checkpoint_path else ""))
+
+
 def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 100, metrics_path: str | None = None,
                  out: TextIO | None = None, install_signals: bool = True) -> int:
     """Train with progress lines on ``out``; return the process exit code.
@@ -103,65 +162,14 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     """
     out = out or sys.stdout
     metrics = MetricsLog(metrics_path, log_every) if metrics_path else None
-    shown_samples = [trainer.samples[-1] if trainer.samples else None]  # the last sample already shown
-    shown_changes = [trainer.changes[-1] if trainer.changes else None]  # the last change already shown
-    ended = {}
-    lost = {}  # why the output cannot be written any more
-
-    def say(text: str) -> None:
-        if lost:
-            return
-        try:
-            print(text, file=out, flush=True)
-        except (OSError, ValueError, RuntimeError) as e:
-            lost["why"] = getattr(e, "strerror", None) or str(e) or type(e).__name__
-            trainer.send(Stop(save=True))
-
-    def on_step(t: Trainer) -> None:
-        if t.state in (DIVERGED, CRASHED) and not ended:
-            # Nobody can resume a headless run: without this the loop would wait for commands forever.
-            ended["state"] = t.state
-            t.send(Stop())
-        if t.step % log_every == 0 or t.state != RUNNING:
-            say(format_progress(t))
-        if metrics:
-            metrics(t)
-        if t.samples and t.samples[-1] is not shown_samples[0]:  # (a bounded deque: its length stops growing)
-            s = shown_samples[0] = t.samples[-1]
-            say(f"--- sample at step {s.step} (temperature {s.temperature:g}) ---\n{s.text}\n---")
-        _print_changes(t)
-
-    def _print_changes(t: Trainer) -> None:
-        changes = list(t.changes)  # (a bounded log: once full, its length stays the same)
-        after = next((i + 1 for i in range(len(changes) - 1, -1, -1) if changes[i] is shown_changes[0]), 0)
-        for c in changes[after:]:
-            if c.kind not in QUIET:
-                say(f"[step {c.step}] {c.text}")
-        shown_changes[0] = changes[-1] if changes else None
-
-    stop = {"signal": None}
-    result = {}
-
-    def worker():
-        try:
-            result["state"] = trainer.run(max_steps=max_steps, on_step=on_step)
-        except BaseException as e:  # noqa: BLE001 — reported below, after saving
-            result["exception"] = e
-
-    thread = threading.Thread(target=worker, name="rnntui-trainer", daemon=True)
+    run = _Reporter(trainer, out, log_every, metrics)
+    say = run.say
+    thread = threading.Thread(target=run.train, args=(max_steps,), name="rnntui-trainer", daemon=True)
     old = {}
-
-    def handler(signum, frame):
-        if stop["signal"] is None:
-            stop["signal"] = signal.Signals(signum).name
-            trainer.send(Stop(save=True))
-            say(f"\n{stop['signal']}: stopping after this step"
-                + (f", saving {trainer.checkpoint_path}" if trainer.checkpoint_path else ""))
-
     if install_signals and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
             if sig is not None:
-                old[sig] = signal.signal(sig, handler)
+                old[sig] = signal.signal(sig, run.on_signal)
     say(f"training {trainer.corpus.path or 'text'}: {len(trainer.corpus.train):,} train / "
         f"{len(trainer.corpus.val):,} val chars, vocab {trainer.corpus.vocab.size}, "
         f"{trainer.model.num_params():,} parameters, {trainer.hyper.optimizer} lr {trainer.hyper.lr:g}, "
@@ -176,20 +184,20 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
             signal.signal(sig, h)
         if metrics:
             metrics.close()
-    _print_changes(trainer)
-    if "exception" in result:  # an error outside a step (steps and observers are caught by the trainer)
-        e = result["exception"]
+    run.print_changes(trainer)
+    if run.exception is not None:  # an error outside a step (steps and observers are caught by the trainer)
+        e = run.exception
         trainer.state = CRASHED
         trainer.error = "".join(traceback.format_exception(e))
         trainer.message = f"{type(e).__name__}: {e}"
-    state = ended.get("state") or result.get("state", trainer.state)
+    state = run.ended or run.state or trainer.state
     why = trainer.message  # saving below replaces trainer.message
-    if lost and out is sys.stdout:
+    if run.lost and out is sys.stdout:
         _silence_stdout()
     unsaved_because = "" if trainer.checkpoint_path else NO_CHECKPOINT
     _, failure = save_at_end(trainer, ended=state)  # failure: why the configured save did not happen
     if trainer.checkpoint_path and not failure:
-        _print_changes(trainer)  # where it went, and why when that is not the checkpoint path
+        run.print_changes(trainer)  # where it went, and why when that is not the checkpoint path
 
     def where(saved_as: str) -> str:
         """Where the training is kept, or that it is not, as the end of the last line."""
@@ -206,8 +214,8 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
         _warn(trainer.error or "")
         _warn(f"rnntui: the trainer crashed: {why}{where('checkpoint saved to')}")
         return EXIT_FAILED
-    if lost:
-        _warn(f"rnntui: output closed ({lost['why']}): stopped at step {trainer.step}{where('checkpoint saved to')}")
+    if run.lost:
+        _warn(f"rnntui: output closed ({run.lost}): stopped at step {trainer.step}{where('checkpoint saved to')}")
         return EXIT_FAILED
     if failure:
         _warn(f"rnntui: error: stopped at step {trainer.step}{where('')}")
@@ -215,7 +223,7 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     say(save_note(trainer, unsaved_because))
     say(f"done: {trainer.step} steps, loss {trainer.loss_ema:.3f} nats/char (ema)" if trainer.loss_ema is not None
         else f"done: {trainer.step} steps")
-    return EXIT_FAILED if lost else EXIT_OK
+    return EXIT_FAILED if run.lost else EXIT_OK
 
 
 def save_or_rescue(trainer: Trainer, path: str | None = None) -> tuple[str | None, str | None]:
