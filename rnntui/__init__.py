@@ -6,7 +6,7 @@ The numerical core is usable as a library and imports no UI code::
     trainer = Trainer(Corpus.load("sample_data/persuasion.txt"), TrainConfig(hidden_size=64))
     for _ in range(100):
         trainer.train_step()
-    print(trainer.loss, trainer.grad.total.norm_pre, trainer.sample().text)
+    print(trainer.loss, trainer.grad_stats.total.norm_pre, trainer.sample().text)
 """
 
 __version__ = "0.1.0"

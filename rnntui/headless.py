@@ -25,7 +25,7 @@ QUIET = frozenset({ChangeKind.STARTED, ChangeKind.RESUMED, ChangeKind.PAUSED})
 
 
 def format_progress(t: Trainer) -> str:
-    g = t.grad
+    g = t.grad_stats
     parts = [f"step {t.step:6d}", f"loss {t.loss:.3f} (ema {t.loss_ema:.3f})" if t.loss is not None else "loss -"]
     parts.append(f"val {t.val_loss:.3f}" if t.val_loss is not None else "val -")
     if g is not None:
@@ -36,7 +36,7 @@ def format_progress(t: Trainer) -> str:
 
 
 def metrics_record(t: Trainer) -> dict:
-    g = t.grad
+    g = t.grad_stats
     rec = {"step": t.step, "chars": t.chars_seen, "elapsed": round(t.elapsed, 4), "loss": t.loss,
            "loss_ema": t.loss_ema, "val_loss": t.val_loss, "lr": t.hyper.lr, "optimizer": t.hyper.optimizer,
            "clip_mode": t.hyper.clip_mode, "clip": t.hyper.clip, "chars_per_sec": round(t.chars_per_sec(), 1)}

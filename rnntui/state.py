@@ -140,6 +140,6 @@ class TrainerState:
     claimed: dict = field(default_factory=dict)  # files this run may replace although not its own (checkpoint.claim)
     # the monitor's figures of the last step (a GradStats and a Reach; this module is below the monitor, so
     # their types are not named here)
-    grad: Any = None
+    grad_stats: Any = None
     reach: Any = None
     discarded: str | None = None

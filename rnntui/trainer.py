@@ -112,7 +112,7 @@ class Snapshot:
     val_step: int | None
     hyper: HyperParams
     config: TrainConfig
-    grad: GradStats | None
+    grad_stats: GradStats | None
     history: dict = field(repr=False)  # name -> (steps, values)
     reach: Reach | None = None  # how far one loss's gradient reaches back (measured every reach_every steps)
     discarded: str | None = None  # set after a divergence: which of the figures are of the discarded update
@@ -173,7 +173,7 @@ class Trainer:
         self.loss_ema: float | None = None
         self.val_loss: float | None = None
         self.val_step: int | None = None
-        self.grad: GradStats | None = None
+        self.grad_stats: GradStats | None = None
         self.reach: Reach | None = None
         self.reach_every = REACH_EVERY
         self.discarded: str | None = None
@@ -304,7 +304,7 @@ class Trainer:
         self.loss = loss / T
         self.loss_ema = self.loss if self.loss_ema is None else EMA_DECAY * self.loss_ema + (1 - EMA_DECAY) * self.loss
         stats = self.monitor.measure(step, pre, grads, deltas, self.model.params, diag, hp.clip_mode, hp.clip, scale)
-        self.grad = stats
+        self.grad_stats = stats
         self.discarded = None
         if self.reach is None or step % self.reach_every == 0:
             # on the weights this step's pass ran on (kept in _before_update), before validation reuses the buffers
@@ -367,10 +367,10 @@ class Trainer:
             hs = m.states(inputs, h0)[1:]
             saturation = float(np.mean(np.abs(hs) > SATURATION_LEVEL))
             sigma = float(np.linalg.norm(m.params["w"], 2))
-        if self.grad is not None:
-            self.discarded = (f"gradients of step {self.grad.step}'s update (discarded); σmax, saturation, reach: "
-                              f"of the kept parameters of step {kept}")
-            self.grad = dataclasses.replace(self.grad, sigma_max=sigma, saturation=saturation)
+        if self.grad_stats is not None:
+            self.discarded = (f"gradients of step {self.grad_stats.step}'s update (discarded); σmax, saturation, "
+                              f"reach: of the kept parameters of step {kept}")
+            self.grad_stats = dataclasses.replace(self.grad_stats, sigma_max=sigma, saturation=saturation)
 
     def inspection(self):
         """A float64 copy of the weights the last step's pass ran on, with its batch (before any step: the
@@ -464,7 +464,7 @@ class Trainer:
             history={name: h.state() for name, h in self.history.items()},
             samples=tuple(self.samples), changes=tuple(self.changes),
             status=self.state, message=self.message, error=self.error, saved_step=self.saved_step,
-            saved_path=self.saved_path, claimed=dict(self.claimed), grad=self.grad, reach=self.reach,
+            saved_path=self.saved_path, claimed=dict(self.claimed), grad_stats=self.grad_stats, reach=self.reach,
             discarded=self.discarded,
         )
 
@@ -514,7 +514,7 @@ class Trainer:
             self.state = state.status
         self.message, self.error = state.message, state.error
         self.saved_step, self.saved_path, self.claimed = state.saved_step, state.saved_path, dict(state.claimed)
-        self.grad, self.reach, self.discarded = state.grad, state.reach, state.discarded
+        self.grad_stats, self.reach, self.discarded = state.grad_stats, state.reach, state.discarded
         self._rate.clear()
 
     # -- snapshots -----------------------------------------------------------------
@@ -530,7 +530,7 @@ class Trainer:
             version=self._version, state=self.state, step=self.step, epoch=self.stream.epoch,
             epoch_progress=self.stream.progress, chars_seen=self.chars_seen, chars_per_sec=self.chars_per_sec(),
             elapsed=self.elapsed, loss=self.loss, loss_ema=self.loss_ema, val_loss=self.val_loss,
-            val_step=self.val_step, hyper=self.hyper, config=self.config, grad=self.grad, reach=self.reach,
+            val_step=self.val_step, hyper=self.hyper, config=self.config, grad_stats=self.grad_stats, reach=self.reach,
             discarded=self.discarded,
             history={k: h.arrays() for k, h in self.history.items()}, samples=tuple(self.samples),
             changes=tuple(self.changes), message=self.message, error=self.error,

@@ -24,7 +24,7 @@ from .data.make_checkpoint import CHANGED, FIRST_STEPS, TEXT, THEN_STEPS
 
 DATA = Path(__file__).parent / "data"
 #: The fields of a TrainerState that belong to this session only (never in a file).
-SESSION = ("status", "message", "error", "saved_step", "saved_path", "claimed", "grad", "reach", "discarded")
+SESSION = ("status", "message", "error", "saved_step", "saved_path", "claimed", "grad_stats", "reach", "discarded")
 #: Those that differ between two runs of the same training: wall-clock time, and each run's own id.
 OF_THE_RUN = ("elapsed", "run_id")
 
@@ -90,7 +90,7 @@ def test_exact_resume(make_trainer, short_text, tmp_path, optimizer, dtype):
     assert resumed.loss == straight.loss and resumed.val_loss == straight.val_loss
     assert resumed.samples[-1] == straight.samples[-1]
     assert resumed.chars_seen == straight.chars_seen
-    assert resumed.grad.sigma_max == straight.grad.sigma_max
+    assert resumed.grad_stats.sigma_max == straight.grad_stats.sigma_max
 
 
 def test_checkpoint_contents(make_trainer, tmp_path):
@@ -391,8 +391,9 @@ def test_state_dict_and_load_state_dict_go_on_exactly(make_trainer, short_text, 
     assert_same_state(then.state_dict(), state, leave_out=())
     _run(then, M)
     assert_same_state(then.state_dict(), straight.state_dict())
-    assert then.grad.sigma_max == straight.grad.sigma_max and then.grad.clip_rate == straight.grad.clip_rate
-    assert 0 < then.grad.clip_rate < 1
+    assert then.grad_stats.sigma_max == straight.grad_stats.sigma_max
+    assert then.grad_stats.clip_rate == straight.grad_stats.clip_rate
+    assert 0 < then.grad_stats.clip_rate < 1
 
 
 def test_exact_resume_through_a_file_keeps_the_monitor_and_the_histories(make_trainer, short_text, tmp_path,
@@ -409,8 +410,8 @@ def test_exact_resume_through_a_file_keeps_the_monitor_and_the_histories(make_tr
     save_checkpoint(tmp_path / "run.npz", first)
     resumed = resume_trainer(load_checkpoint(tmp_path / "run.npz"), first.corpus)
     _run(resumed, M)
-    assert resumed.grad.clip_rate == straight.grad.clip_rate and resumed.grad.clip_window == N + M
-    assert resumed.grad.sigma_max == straight.grad.sigma_max
+    assert resumed.grad_stats.clip_rate == straight.grad_stats.clip_rate and resumed.grad_stats.clip_window == N + M
+    assert resumed.grad_stats.sigma_max == straight.grad_stats.sigma_max
     for name, hist in straight.history.items():
         got = resumed.history[name].arrays()
         if name == "reach_factor":  # measured at once after a resume from a file, too (a file keeps no reach)
@@ -434,7 +435,7 @@ def test_the_file_holds_what_each_part_gives(make_trainer, tmp_path):
     _assert_equal(back.history, {name: h.state() for name, h in tr.history.items()}, "history")
     assert back.stream == tr.stream.state() and back.rng == tr.rng.bit_generator.state
     assert_same_state(back, tr.state_dict(), leave_out=SESSION)
-    assert back.claimed == {} and back.status is None and back.grad is None  # not the file's to keep
+    assert back.claimed == {} and back.status is None and back.grad_stats is None  # not the file's to keep
     assert (back.saved_step, back.saved_path) == (5, str(path))  # the file is a save of its own step
 
 

@@ -202,5 +202,5 @@ def test_sigma_max_of_a_training_run_tracks_the_singular_value(make_trainer):
     for _ in range(300):
         trainer.train_step()
     exact = np.linalg.svd(trainer.model.params["w"].astype(np.float64), compute_uv=False)[0]
-    assert trainer.grad.sigma_max == pytest.approx(exact, rel=0.01)
-    assert trainer.grad.sigma_max <= exact * (1 + 1e-5)
+    assert trainer.grad_stats.sigma_max == pytest.approx(exact, rel=0.01)
+    assert trainer.grad_stats.sigma_max <= exact * (1 + 1e-5)

@@ -209,10 +209,10 @@ def test_after_a_divergence_the_panels_show_the_kept_parameters(make_trainer):
     assert np.isfinite(kept_w).all()
     snap = t.snapshot()
     # σmax and saturation are those of the kept weights (exact), not of the update that was undone
-    assert snap.grad.sigma_max == pytest.approx(np.linalg.norm(kept_w, 2), rel=1e-9)
+    assert snap.grad_stats.sigma_max == pytest.approx(np.linalg.norm(kept_w, 2), rel=1e-9)
     inputs, targets, h0 = t._last_batch
     hs = t.model.astype(np.float64).states(inputs, h0)[1:]
-    assert snap.grad.saturation == pytest.approx(np.mean(np.abs(hs) > 0.99))
+    assert snap.grad_stats.saturation == pytest.approx(np.mean(np.abs(hs) > 0.99))
     assert snap.reach is not None
     np.testing.assert_allclose(snap.reach.ratios,
                                Reach.from_log_norms(0, t.model.astype(np.float64).last_loss_back(inputs, targets, h0))

@@ -173,7 +173,7 @@ def test_pause_resume_set_sample_stop_from_another_thread(make_trainer, tmp_path
 
     tr.send(Resume())
     run.wait(lambda s: s.step >= paused_at + 3)
-    assert tr.grad.clip_mode == "element"  # the new settings are used by the steps that follow
+    assert tr.grad_stats.clip_mode == "element"  # the new settings are used by the steps that follow
     assert run.stop() == "stopped"
     assert tr.latest.state == "stopped"
 
@@ -337,7 +337,7 @@ def test_snapshot_is_immutable_and_holds_copies(make_trainer):
         tr.train_step()
     assert len(snap.history["loss"][0]) == 4 and snap.step == 4  # an old snapshot does not change
     assert tr.snapshot().version == snap.version + 1
-    assert snap.grad.step == 4 and snap.vocab_size == tr.corpus.vocab.size
+    assert snap.grad_stats.step == 4 and snap.vocab_size == tr.corpus.vocab.size
 
 
 def test_sample_continues_the_first_stream(make_trainer):

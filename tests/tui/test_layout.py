@@ -111,7 +111,7 @@ async def test_layout_at_each_size(size):
     """Every gradient row on screen, unwrapped; the status bar and the panel title whole."""
     app = RnnTuiApp(make_trainer(**LONG), start_paused=False, max_steps=30)
     async with app.run_test(size=size) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None and app.trainer.latest.grad is not None
+        await wait_for(pilot, lambda: app.trainer.latest is not None and app.trainer.latest.grad_stats is not None
                        and app.trainer.latest.step >= 25, what="training")
         app.tick(force=True)
         await pilot.pause(0.2)
@@ -136,21 +136,21 @@ async def test_layout_at_each_size(size):
 
 
 def test_clip_rate_in_the_title_when_the_stats_have_it(long_snap):
-    g = long_snap.grad
-    with_rate = dataclasses.replace(long_snap, grad=dataclasses.replace(g, clip_rate=0.37, clip_window=100))
+    g = long_snap.grad_stats
+    with_rate = dataclasses.replace(long_snap, grad_stats=dataclasses.replace(g, clip_rate=0.37, clip_window=100))
     parts = title_parts(with_rate)
     assert parts["rate"][0] == "clipped 37% of last 100 steps"
     wide = fit_parts(parts, 200, ())
     assert "clipped 37% of last 100 steps" in wide.values()
     old_stats = types.SimpleNamespace(**{f.name: getattr(g, f.name) for f in dataclasses.fields(g)
                                          if f.name not in ("clip_rate", "clip_window")})
-    assert "rate" not in title_parts(dataclasses.replace(long_snap, grad=old_stats))  # stats without the field
+    assert "rate" not in title_parts(dataclasses.replace(long_snap, grad_stats=old_stats))  # stats without the field
     none = dataclasses.replace(with_rate, hyper=with_rate.hyper.replace(clip_mode="none"))
     assert "rate" not in title_parts(none)
 
 
 def test_marks_carry_the_meaning_without_colour(long_snap):
-    p = long_snap.grad.total
+    p = long_snap.grad_stats.total
     clipped = dataclasses.replace(p, norm_pre=10.0, norm_post=5.0, update_ratio=0.5)
     unclipped = dataclasses.replace(p, norm_pre=5.0, norm_post=5.0, update_ratio=1e-3)
     assert plain(cell(clipped, "post")).endswith("↓") and plain(cell(clipped, "ratio")).endswith("!")

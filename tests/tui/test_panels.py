@@ -97,7 +97,7 @@ async def test_marked_figures_are_readable_in_each_theme(theme):
     app = RnnTuiApp(make_trainer(clip_mode="global", clip=0.01), start_paused=False, max_steps=5)
     async with app.run_test(size=SIZE) as pilot:
         app.theme = theme
-        await wait_for(pilot, lambda: snap(app) is not None and snap(app).grad is not None, what="a step")
+        await wait_for(pilot, lambda: snap(app) is not None and snap(app).grad_stats is not None, what="a step")
         app.tick(force=True)
         await pilot.pause(0.3)
         lines = screen_lines(app)
@@ -117,7 +117,7 @@ async def test_meanings_survive_no_color(monkeypatch):
     app = RnnTuiApp(make_trainer(clip_mode="global", clip=0.01, lr=500.0, optimizer="sgd"), start_paused=False,
                     max_steps=3)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: snap(app) is not None and snap(app).grad is not None, what="a step")
+        await wait_for(pilot, lambda: snap(app) is not None and snap(app).grad_stats is not None, what="a step")
         app.tick(force=True)
         await pilot.pause(0.3)
         rows = "\n".join(panel_rows(app, app.grad_panel))

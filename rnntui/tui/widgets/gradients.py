@@ -68,7 +68,7 @@ def cell(p, key: str) -> str:
 
 def title_parts(snap: Snapshot) -> dict[str, tuple[str, ...]]:
     """The panel title's parts with their forms, longest first ("" = may be dropped)."""
-    hp, g = snap.hyper, snap.grad
+    hp, g = snap.hyper, snap.grad_stats
     mode = {"none": ("clipping off", "no clip", ""),
             "global": (f"global ‖g‖≤{hp.clip:g}", f"‖g‖≤{hp.clip:g}", ""),
             "element": (f"element ±{hp.clip:g}", f"±{hp.clip:g}", "")}[hp.clip_mode]
@@ -100,7 +100,7 @@ class GradientPanel(Static):
 
     def show(self, snap: Snapshot) -> None:
         self._snap = snap
-        g = snap.grad
+        g = snap.grad_stats
         title = fit_parts(title_parts(snap), max(0, self.outer_size.width - 6), TITLE_STEPS, sep=" · ")
         self.border_title = escape(" · ".join(title.values()))
         inner = max(0, self.content_size.width)

@@ -87,7 +87,7 @@ class TimeFlow(Static):
     BORDER_TITLE = "gradient reach"
 
     def show(self, snap: Snapshot) -> None:
-        g, reach = snap.grad, snap.reach
+        g, reach = snap.grad_stats, snap.reach
         if g is None or reach is None:
             self.update("[dim]waiting for the first step…[/]", layout=False)
             return
