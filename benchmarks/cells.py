@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_CORPUS, Remote, Runner, fmt_rate, fmt_ratio, interleave, machine, ratio
+from benchmarks.common import DEFAULT_CORPUS, Remote, Runner, fmt_rate, fmt_ratio, machine, ratio, run_remotes
 from rnntui import parallel
 from rnntui.cells import Stack, make_cell
 from rnntui.corpus import BatchStream, Corpus
@@ -183,13 +183,7 @@ def bench_config(corpus_path: str, cfg: tuple[int, int, int], seconds: float, ro
         remotes.append(Remote(build_charrnn, corpus_path, H, T, B))
     if use_torch:
         remotes += [Remote(build_torch, corpus_path, c, H, T, B, n) for c in cells for n in (2, 1)]
-    try:
-        runners = [r.ready() for r in remotes]
-        progress(f"H={H} T={T} B={B}: {', '.join(r.name for r in runners)}; {rounds} rounds of {seconds:g} s each")
-        interleave(runners, seconds, rounds, progress=progress)
-    finally:
-        for r in remotes:
-            r.close()
+    runners = run_remotes(remotes, f"H={H} T={T} B={B}", seconds, rounds, progress=progress)
     med = {r.name: r.median for r in runners}
     parts = {r.name: r.extras.get("parts") for r in runners if "parts" in r.extras}
     for r in runners:

@@ -145,3 +145,17 @@ def fmt_rate(x: float) -> str:
 
 def fmt_ratio(x: float) -> str:
     return "-" if x != x else f"{x:.2f}×"
+
+
+def run_remotes(remotes: list, label: str, seconds: float, rounds: int,
+                progress: Callable[[str], None] | None = None) -> list:
+    """Start every remote contender, interleave their rounds, close them all; returns the runners (rates kept)."""
+    try:
+        runners = [r.ready() for r in remotes]
+        if progress:
+            progress(f"{label}: {', '.join(r.name for r in runners)}; {rounds} rounds of {seconds:g} s each")
+        interleave(runners, seconds, rounds, progress=progress)
+    finally:
+        for r in remotes:
+            r.close()
+    return runners

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import memory, torch_reference, ui_overhead
-from benchmarks.common import DEFAULT_CORPUS, Remote, Runner, fmt_rate, fmt_ratio, interleave, machine, ratio
+from benchmarks.common import DEFAULT_CORPUS, Remote, Runner, fmt_rate, fmt_ratio, machine, ratio, run_remotes
 from rnntui import Corpus, HyperParams, TrainConfig, Trainer
 
 CONFIGS = ((100, 25, 1), (128, 25, 32), (512, 50, 64))
@@ -114,13 +114,7 @@ def bench_config(corpus: Corpus, corpus_path: str, cfg: tuple[int, int, int], se
     if use_torch:
         remotes += [Remote(build_torch, corpus_path, H, T, B, 2), Remote(build_torch, corpus_path, H, T, B, 1)]
     remotes += [Remote(build_gemm, H, B, 1), Remote(build_gemm, H, B, 2)]
-    try:
-        runners = [r.ready() for r in remotes]
-        progress(f"H={H} T={T} B={B}: {', '.join(r.name for r in runners)}; {rounds} rounds of {seconds:g} s each")
-        interleave(runners, seconds, rounds, progress=progress)
-    finally:
-        for r in remotes:
-            r.close()
+    runners = run_remotes(remotes, f"H={H} T={T} B={B}", seconds, rounds, progress=progress)
     med = {r.name: r.median for r in runners}
     ours_extra = runners[0].extras
     flops_per_char = 6 * H * H + 6 * V * H
