@@ -380,6 +380,11 @@ class RnnTuiApp(App[int]):
     def action_save(self) -> None:
         self.send(SaveCheckpoint(self.default_save_path))  # (or a free name beside it: Trainer.save says which)
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and isinstance(self.screen, ConfirmQuit) and not self.screen.answers(event):
+            return  # typed before the dialog was there: not an answer to it
+        await super().on_event(event)
+
     def action_quit(self) -> None:
         if self._quitting:
             return

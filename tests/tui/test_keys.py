@@ -225,6 +225,28 @@ async def test_q_without_checkpoint_asks_before_discarding(tmp_path, monkeypatch
     assert app.return_code == 0
 
 
+async def test_keys_typed_ahead_of_the_quit_dialog_do_not_answer_it(tmp_path, monkeypatch):
+    """A burst that arrives with the q (a paste, or typing ahead: "question" holds an s) opens the dialog but
+    neither saves nor quits; a key pressed once the dialog is there still answers it."""
+    from textual import events
+
+    monkeypatch.chdir(tmp_path)
+    trainer = make_trainer()
+    for _ in range(3):
+        trainer.train_step()
+    app = RnnTuiApp(trainer, start_paused=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        for ch in "question_mark":  # all queued before the app handles the first
+            app.post_message(events.Key(ch, ch))
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ConfirmQuit) and app.is_running and not app._quitting
+        assert not (tmp_path / "tiny.rnntui.npz").exists()
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmQuit) and app.is_running
+
+
 async def test_q_with_checkpoint_saves_and_quits(tmp_path):
     trainer = make_trainer(tmp_path)
     app = RnnTuiApp(trainer, start_paused=True)

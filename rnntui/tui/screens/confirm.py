@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -50,8 +51,18 @@ class ConfirmQuit(ModalScreen[str]):
                 yield Button("Quit", id="quit", variant="error")
                 yield Button("Cancel", id="cancel")
 
-    def on_mount(self) -> None:
+    _shown: float | None = None
+
+    def on_mount(self, event: events.Mount) -> None:
+        self._shown = event.time  # the clock of every message, keys included
         self.set_interval(1.0 / self.refresh_hz, self.show_step)
+
+    def answers(self, key: events.Key) -> bool:
+        """Whether ``key`` can be an answer: keys typed before the dialog was on the screen (typed ahead, or
+        pasted along with the q that opened it — "question" holds an s) must not save, quit or cancel. The app
+        asks before routing a key (RnnTuiApp.on_event): a key already on its way to the screen below would
+        otherwise meet this dialog's bindings on its way back up."""
+        return self._shown is not None and key.time >= self._shown
 
     def show_step(self) -> None:
         self.query_one("#confirm-text", Static).update(unsaved_text(self.snapshot()))
