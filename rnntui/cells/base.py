@@ -412,9 +412,9 @@ class Cell(ABC):
         """The gate figures of the last forward pass in ``cache``."""
 
     # -- fast-path pieces shared by the cells ----------------------------------------------------------------
+    @abstractmethod
     def _internal_bias(self, params: dict, c: Cache) -> np.ndarray:
         """The bias added to the input projection (G·H,), internal order, times ``scales``."""
-        raise NotImplementedError
 
     def _prepare(self, params: dict, c: Cache) -> None:
         """The pass's weights: the recurrent matrix in the internal order, transposed and times ``scales`` for the
