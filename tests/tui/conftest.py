@@ -41,3 +41,14 @@ async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "conditi
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
         await asyncio.sleep(0)
+
+
+async def open_form(pilot):
+    """Press h and return the hyperparameter form it opens."""
+    from rnntui.tui.screens.hyperparams import HyperparamsScreen
+
+    await pilot.press("h")
+    await pilot.pause()
+    form = pilot.app.screen
+    assert isinstance(form, HyperparamsScreen)
+    return form

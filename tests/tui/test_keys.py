@@ -10,7 +10,7 @@ from rnntui.tui.screens.confirm import ConfirmQuit
 from rnntui.tui.screens.help import HelpScreen
 from rnntui.tui.screens.hyperparams import HyperparamsScreen
 
-from .conftest import make_trainer, wait_for
+from .conftest import make_trainer, open_form, wait_for
 
 SIZE = (80, 24)
 
@@ -149,10 +149,7 @@ async def test_hyperparameter_form_applies_valid_values():
     app = RnnTuiApp(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
-        await pilot.press("h")
-        await pilot.pause()
-        form = app.screen
-        assert isinstance(form, HyperparamsScreen)
+        form = await open_form(pilot)
         form.query_one("#f-lr").value = "0.01"
         form.query_one("#f-sample_every").value = "7"
         form.query_one("#f-optimizer").value = "rmsprop"

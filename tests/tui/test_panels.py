@@ -14,7 +14,7 @@ from rnntui.tui.screens.hyperparams import HyperparamsScreen
 from rnntui.tui.widgets.samples import SamplePanel
 from rnntui.tui.widgets.text import fixed
 
-from .conftest import make_trainer, wait_for
+from .conftest import make_trainer, open_form, wait_for
 from .test_layout import panel_rows, screen_lines, snap, started
 
 SIZE = (80, 24)
@@ -24,10 +24,7 @@ async def test_enter_on_a_select_applies_the_form():
     app = RnnTuiApp(make_trainer(optimizer="adam", clip_mode="global"), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
-        await pilot.press("h")
-        await pilot.pause()
-        form = app.screen
-        assert isinstance(form, HyperparamsScreen)
+        form = await open_form(pilot)
         select = form.query_one("#f-optimizer", Select)
         select.focus()
         await pilot.pause()
