@@ -551,11 +551,12 @@ class CharRNN:
         rows, _ = self._forward(inputs, h0, B, T)
         return rows.reshape(T + 1, B, self.H)
 
-    def last_loss_back(self, inputs, targets, h0=None) -> np.ndarray:
-        """:func:`last_loss_back` on these weights, by a fresh forward pass over a (B, T) batch."""
+    def last_loss_back(self, inputs, targets, h0=None, states: np.ndarray | None = None) -> np.ndarray:
+        """:func:`last_loss_back` on these weights, by a fresh forward pass over a (B, T) batch (or from its
+        ``states``, this batch's :meth:`states` when the caller has them already)."""
         inputs, B, T, h0 = self._check(inputs, targets, h0)
         targets = np.asarray(targets)
-        hs = self.states(inputs, h0)
+        hs = self.states(inputs, h0) if states is None else states
         p = self.params
         q = (hs[T] @ p["v"].T + p["by"][:, 0]).astype(np.float64)
         dy = softmax_rows(q)

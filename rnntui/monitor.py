@@ -274,9 +274,10 @@ class Monitor:
         return Reach.from_log_norms(step, diag.last_loss_back(w, v, targets))
 
     @staticmethod
-    def reach_on(step: int, model: CharRNN, inputs, targets, h0) -> Reach:
-        """The same figure computed afresh on ``model``'s weights (a forward pass over the batch first)."""
-        return Reach.from_log_norms(step, model.last_loss_back(inputs, targets, h0))
+    def reach_on(step: int, model: CharRNN, inputs, targets, h0, states: np.ndarray | None = None) -> Reach:
+        """The same figure computed afresh on ``model``'s weights (a forward pass over the batch first, unless
+        its ``states`` are given)."""
+        return Reach.from_log_norms(step, model.last_loss_back(inputs, targets, h0, states))
 
     def pre_clip(self, grads: dict[str, np.ndarray], clip_mode: str, clip: float) -> PreClip:
         max_abs, sq, clipped = _grad_figures(grads, clip if clip_mode == "element" else None)

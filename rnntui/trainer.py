@@ -363,9 +363,9 @@ class Trainer:
         m = self.model.astype(np.float64)
         inputs, targets, h0 = self._last_batch
         with np.errstate(all="ignore"):
-            self.reach = self.monitor.reach_on(kept, m, inputs, targets, h0)
-            hs = m.states(inputs, h0)[1:]
-            saturation = float(np.mean(np.abs(hs) > SATURATION_LEVEL))
+            states = m.states(inputs, h0)  # one forward pass for both figures
+            self.reach = self.monitor.reach_on(kept, m, inputs, targets, h0, states)
+            saturation = float(np.mean(np.abs(states[1:]) > SATURATION_LEVEL))
             sigma = float(np.linalg.norm(m.params["w"], 2))
         if self.grad_stats is not None:
             self.discarded = (f"gradients of step {self.grad_stats.step}'s update (discarded); σmax, saturation, "
