@@ -72,6 +72,7 @@ class Inspect:
 @dataclass(frozen=True)
 class Stop:
     save: bool = False  # write the checkpoint first (when a path is configured)
+    discard: bool = False  # end without the last save a run's end makes of unsaved steps (rnntui stop --no-save)
 
 
 Command = Pause | Resume | Set | SampleNow | SaveCheckpoint | Inspect | Stop
@@ -184,6 +185,7 @@ class Trainer:
         self.error: str | None = None
         self.saved_step: int | None = None
         self.saved_path: str | None = None
+        self.discarding = False  # the Stop that ended the run said not to save (Stop.discard)
         # A save replaces only this run's own files: those whose header carries this id (kept across
         # resumes), and those claimed when the run started (checkpoint.claim); see checkpoint.destination.
         self.run_id = secrets.token_hex(8)
@@ -240,6 +242,7 @@ class Trainer:
         elif isinstance(command, Stop):
             if command.save and self.checkpoint_path:
                 self.save()
+            self.discarding = command.discard
             self.state = STOPPED
             return False
         return True
