@@ -61,6 +61,14 @@ def wait_until(cond, timeout=30.0, what="condition"):
         time.sleep(0.05)
 
 
+@pytest.fixture(autouse=True)
+def runs_home(tmp_path_factory, monkeypatch):
+    """Every test's runs live in a folder of its own ($RNNTUI_HOME), never in the user's state folder."""
+    home = tmp_path_factory.mktemp("rnntui-home")
+    monkeypatch.setenv("RNNTUI_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def reference():
     return reference_bptt

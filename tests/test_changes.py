@@ -10,7 +10,9 @@ import numpy as np
 from rnntui import trainer as trainer_module
 from rnntui.checkpoint import load as load_checkpoint
 from rnntui.checkpoint import save as save_checkpoint
-from rnntui.headless import MetricsLog, run_headless, save_at_end, save_or_rescue
+from rnntui.headless import run_headless
+from rnntui.runs.host import save_at_end, save_or_rescue
+from rnntui.runs.metrics import MetricsLog
 from rnntui.trainer import (
     ALERT_KINDS,
     Change,

@@ -341,9 +341,11 @@ def test_a_corpus_named_like_a_command_is_given_with_train_or_after_dashes(text,
     assert f"training {name}:" in capsys.readouterr().out
 
 
-def test_headless_end_says_where_the_run_was_saved_or_that_it_was_not(corpus_file, tmp_path, capsys):
+def test_headless_end_says_where_the_run_was_saved(corpus_file, tmp_path, runs_home, capsys):
     assert run([str(corpus_file), "--headless", "--max-steps", "5", *SMALL]) == 0
-    assert "not saved: 5 steps discarded (no --checkpoint PATH given)\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "run corpus-1 (rnntui watch corpus-1 from another terminal)\n" in out  # a run like any other
+    assert f"checkpoint: {runs_home / 'runs' / 'corpus-1' / 'checkpoint.npz'} (step 5)\n" in out  # in its folder
     ck = tmp_path / "run.npz"
     assert run([str(corpus_file), "--headless", "--max-steps", "5", *SMALL, "--checkpoint", str(ck)]) == 0
     assert f"checkpoint: {ck} (step 5)\n" in capsys.readouterr().out

@@ -24,7 +24,8 @@ import pytest
 from rnntui import checkpoint
 from rnntui.checkpoint import load as load_checkpoint
 from rnntui.cli import run
-from rnntui.headless import MetricsLog, run_headless
+from rnntui.headless import run_headless
+from rnntui.runs.metrics import MetricsLog
 from rnntui.trainer import CRASHED, SampleNow, Stop
 
 from .conftest import wait_until as _wait_for

@@ -15,7 +15,7 @@ import pytest
 @pytest.mark.parametrize("modules", [
     "rnntui",
     "rnntui.trainer, rnntui.cli, rnntui.headless, rnntui.checkpoint, rnntui.gradcheck, rnntui.monitor, "
-    "rnntui.process, rnntui.derivation, rnntui.parallel, rnntui.state",
+    "rnntui.derivation, rnntui.parallel, rnntui.state",
 ])
 def test_core_does_not_import_textual(modules):
     code = (f"import sys\nimport {modules}\n"
@@ -49,7 +49,7 @@ def lint_imports(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subpr
 
 
 def test_the_layers_contract_is_kept():
-    """cli → tui → process | headless → trainer → checkpoint | monitor | … → model → … → corpus | config: no
+    """cli → tui | headless → runs → trainer → checkpoint | monitor | … → model → … → corpus | config: no
     module imports one above it, inside a function or not; the numerical core imports no UI nor sockets."""
     p = lint_imports()
     assert p.returncode == 0 and "0 broken" in p.stdout, p.stdout + p.stderr

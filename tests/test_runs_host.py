@@ -30,7 +30,7 @@ trainer = Trainer(Corpus.load(sys.argv[1]), cfg, checkpoint_path=str(folder.chec
                   publish_interval=0.02)
 state = serve(trainer, folder, on_ready=lambda server: print("serving", server.path, flush=True),
               push_interval=0.05)
-print("ended", state, trainer.step, trainer.saved_step, flush=True)
+print("ended", state.state, trainer.step, trainer.saved_step, flush=True)
 """
 
 
@@ -73,7 +73,9 @@ def test_sigterm_saves_and_ends_and_says_so_to_its_viewer(start_run):
         final = client.latest()
     out = ended(p)
     assert out[:2] == ["ended", "stopped"] and out[2] == out[3] == str(final.step)  # saved at its last step
-    assert client.run_ended and client.end_reason == f"the run has stopped at step {final.step}"
+    ckpt = F.runs_root() / "t" / "checkpoint.npz"
+    assert client.run_ended and client.end_reason == (f"the run has stopped at step {final.step}; checkpoint: "
+                                                      f"{ckpt} (step {final.step})")
     entry = F.find_run("t")
     assert entry.state == "stopped" and entry.record["end"]["saved_step"] == final.step
     assert checkpoint.load(F.runs_root() / "t" / "checkpoint.npz").step == final.step

@@ -17,8 +17,7 @@ from rnntui import checkpoint
 from rnntui.checkpoint import destination, header_of, may_replace
 from rnntui.checkpoint import load as load_checkpoint
 from rnntui.cli import run
-from rnntui.process import _start_child
-from rnntui.trainer import SaveCheckpoint, Stop, resume_trainer
+from rnntui.trainer import Stop, resume_trainer
 
 from .conftest import wait_until
 from .test_faults import _headless, signal_headless_run
@@ -168,61 +167,28 @@ def test_headless_signal_save_goes_beside_another_runs_checkpoint(corpus_file, t
     assert f"checkpoint: {tmp_path / 'sig-2.npz'} (step {saved.step})" in out
 
 
-# -- the training process's rescue save --------------------------------------------------------------------------
+# -- a served run's last save ------------------------------------------------------------------------------------
 
 
-def _orphan(trainer, rescue_path, steps=5):
-    """Run ``trainer`` in a child, let it train ``steps`` steps, then close the pipe as a dying view would."""
-    conn, proc, errors = _start_child()
-    conn.send({"corpus": trainer.corpus, "config": trainer.config,
-               "kwargs": {"checkpoint_path": trainer.checkpoint_path, "checkpoint_every": 0, "checkpoint_seconds": 0.0,
-                          "publish_interval": 0.01},
-               "state": trainer.state_dict(), "on_step": None, "rescue_path": rescue_path,
-               "run": {"max_steps": None, "start_paused": False, "stay_alive": True}})
-    while (msg := conn.recv())[0] != "snapshot" or msg[1].step < steps:
-        pass
-    conn.close()
-    assert proc.wait(30) == 0
-    errors.close()
+def test_a_served_runs_last_save_goes_beside_a_checkpoint_another_run_wrote_since(make_trainer, tmp_path):
+    from rnntui.runs.folders import RunFolder
+    from rnntui.runs.host import serve
 
-
-def test_the_rescue_save_of_an_orphaned_child_goes_beside_another_runs_checkpoint(make_trainer, tmp_path):
-    rescue = tmp_path / "tiny.rnntui.npz"
-    theirs = _other_runs_checkpoint(make_trainer, rescue)
-    trainer = make_trainer()
-    _orphan(trainer, str(rescue))
-    assert rescue.read_bytes() == theirs
-    saved = load_checkpoint(tmp_path / "tiny.rnntui-2.npz")
-    assert saved.step >= 5 and saved.header["run_id"] == trainer.run_id
-
-
-def test_an_orphaned_child_does_not_save_over_a_checkpoint_another_run_wrote_since(make_trainer, tmp_path):
     path = tmp_path / "run.npz"
     trainer = make_trainer(checkpoint_path=str(path))
-    theirs = _other_runs_checkpoint(make_trainer, path)
-    _orphan(trainer, None)
-    assert path.read_bytes() == theirs and load_checkpoint(tmp_path / "run-2.npz").step >= 5
-
-
-def test_the_child_keeps_the_run_id_and_what_it_may_replace(make_trainer, tmp_path):
-    from rnntui.process import TrainerProcess
-
-    path = tmp_path / "claimed.npz"
-    _other_runs_checkpoint(make_trainer, path)
-    trainer = make_trainer(checkpoint_path=str(path))
-    trainer.claimed.update(checkpoint.claim(path))  # --overwrite
-    runner = TrainerProcess(trainer)
-    runner.send(SaveCheckpoint())  # saved by the child
+    folder = RunFolder.create("tiny.txt", name="beside")
     ended = {}
-    th = threading.Thread(target=lambda: ended.setdefault("state", runner.run(start_paused=True)), daemon=True)
+    th = threading.Thread(target=lambda: ended.setdefault("end", serve(trainer, folder, signals=False)), daemon=True)
     th.start()
-    wait_until(lambda: runner.latest is not None and runner.latest.saved_step is not None, what="the child's save")
-    runner.send(Stop())
+    wait_until(lambda: trainer.step >= 5, what="steps")
+    theirs = _other_runs_checkpoint(make_trainer, path)  # another run writes there meanwhile
+    trainer.send(Stop())  # (no save asked: the run's end saves its unsaved steps)
     th.join(30)
-    assert ended["state"] == "stopped"
-    ck = load_checkpoint(path)
-    assert ck.step == 0 and ck.header["run_id"] == trainer.run_id and not (tmp_path / "claimed-2.npz").exists()
-    assert trainer.saved_path == str(path) and trainer.save() == str(path)  # its own file now
+    folder.release()
+    end = ended["end"]
+    assert path.read_bytes() == theirs
+    assert load_checkpoint(tmp_path / "run-2.npz").step == trainer.step == end.step
+    assert end.note == f"checkpoint: {tmp_path / 'run-2.npz'} (step {trainer.step})"
 
 
 # -- the command line: --checkpoint PATH at the start ------------------------------------------------------------

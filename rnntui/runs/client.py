@@ -8,6 +8,7 @@ A view (the app, a headless reporter, ``rnntui runs``) depends on this interface
 ``inspect()``     a Future of a :class:`~rnntui.derivation.Inspection`, answered between two steps
 ``info``          the run's :class:`~rnntui.runs.protocol.RunInfo`: name, pid, corpus, vocabulary, checkpoint
 ``ended``         whether the run (or the connection to it) is over; ``end_reason`` says how
+``attach()``      a view's first act (an in-process run starts training then)
 ``close()``       let go of the run (detach): the run goes on
 
 :class:`InProcessClient` wraps a :class:`~rnntui.trainer.Trainer` of this process (tests, a library user);
@@ -81,6 +82,14 @@ class RunClient(ABC):
     def end_reason(self) -> str | None:
         return None
 
+    def attach(self) -> None:  # noqa: B027 — nothing to do by default
+        """A view's first act, once it is ready to show the run (an in-process run starts training here)."""
+
+    @property
+    def run_ended(self) -> bool:
+        """Whether the run itself has ended (not only this connection to it)."""
+        return self.ended
+
     def close(self) -> None:  # noqa: B027 — nothing to let go of by default
         """Let go of the run; it goes on."""
 
@@ -108,21 +117,39 @@ class RunClient(ABC):
 
 
 class InProcessClient(RunClient):
-    """A :class:`~rnntui.trainer.Trainer` of this process, as a run. ``start`` also runs it in a thread."""
+    """A :class:`~rnntui.trainer.Trainer` of this process, as a run (tests, a library user).
+
+    ``InProcessClient(trainer, run={...})`` trains it (``trainer.run(**run)``, then the run's end as a served
+    run has it: :func:`rnntui.runs.host.finish`) in a thread of its own, started by :meth:`attach` (a view's
+    first act) and stopped by :meth:`close`; ``start`` makes one and attaches at once. Without ``run``
+    (and ``thread``) the trainer is one that something else trains: this only views it."""
 
     def __init__(self, trainer, *, info: RunInfo | None = None, name: str = "in-process",
-                 thread: threading.Thread | None = None):
+                 thread: threading.Thread | None = None, run: dict | None = None):
         self.trainer = trainer
         self._info = info or RunInfo.of(trainer, name=name)
         self.thread = thread
+        self._run = run
+        self._stop = threading.Event()
+        self.end = None  # the run's RunEnd, once its thread has finished it
 
     @classmethod
     def start(cls, trainer, *, name: str = "in-process", **run) -> InProcessClient:
-        """``trainer.run(**run)`` in a daemon thread, and a client of it."""
-        thread = threading.Thread(target=trainer.run, kwargs=run, name="rnntui-trainer", daemon=True)
-        client = cls(trainer, name=name, thread=thread)
-        thread.start()
+        """``trainer.run(**run)`` in a daemon thread, started now, and a client of it."""
+        client = cls(trainer, name=name, run=run)
+        client.attach()
         return client
+
+    def attach(self) -> None:
+        if self._run is not None and self.thread is None:
+            self.thread = threading.Thread(target=self._train, name="rnntui-trainer", daemon=True)
+            self.thread.start()
+
+    def _train(self) -> None:
+        from .host import finish
+
+        state = self.trainer.run(stop_event=self._stop, **self._run)
+        self.end = finish(self.trainer, state)
 
     @property
     def info(self) -> RunInfo:
@@ -152,7 +179,19 @@ class InProcessClient(RunClient):
 
     @property
     def end_reason(self) -> str | None:
-        return "the run has ended" if self.ended else None
+        if not self.ended:
+            return None
+        return self.end.words if self.end is not None else "the run has ended"
+
+    @property
+    def run_ended(self) -> bool:
+        return self.ended
+
+    def close(self) -> None:
+        """A run this client trains stops (between steps, as at a Stop) and its thread is waited for."""
+        if self._run is not None and self.thread is not None:
+            self._stop.set()
+            self.join(30)
 
     def join(self, timeout: float | None = None) -> None:
         if self.thread is not None:
@@ -176,7 +215,7 @@ class SocketRunClient(RunClient):
         self._ids = 0
         self._ended = threading.Event()
         self._reason: str | None = None
-        self.run_ended = False  # the run said it has ended (not only this connection)
+        self._run_ended = False  # the run said it has ended (not only this connection)
         self.received = 0  # snapshots received
         self._reader = threading.Thread(target=self._read_loop, name="rnntui-run-client", daemon=True)
         self._reader.start()
@@ -240,6 +279,10 @@ class SocketRunClient(RunClient):
     def end_reason(self) -> str | None:
         return self._reason
 
+    @property
+    def run_ended(self) -> bool:
+        return self._run_ended
+
     def send(self, command) -> bool:
         if isinstance(command, Inspect):
             self.inspect(command.future)
@@ -293,7 +336,7 @@ class SocketRunClient(RunClient):
                 elif isinstance(msg, P.InspectReply):
                     self._answer(msg)
                 elif isinstance(msg, P.Bye):
-                    reason, self.run_ended = msg.reason, msg.ended
+                    reason, self._run_ended = msg.reason, msg.ended
                     break
                 else:
                     raise ProtocolError(f"a {type(msg).__name__} is not expected now")

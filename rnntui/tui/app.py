@@ -1,11 +1,14 @@
-"""RnnTuiApp: lays out the panels, binds the keys and runs the trainer from a worker thread.
+"""RnnTuiApp: lays out the panels, binds the keys and shows one run through its :class:`RunClient`.
 
-The app is a view: a timer reads the trainer's latest immutable snapshot and redraws
-(numbers at 2 Hz, the loss plot at 1 Hz, only when a new snapshot arrived); keys become
-commands on the trainer's control channel, applied between steps. ``run_app`` (what the
-command line uses) hands the app a :class:`rnntui.process.TrainerProcess`, so the training
-itself runs in a child process and the redraws never hold the trainer up; a plain
-:class:`Trainer` runs in the worker thread (tests, library use).
+The app is a view of a run that lives elsewhere: a timer reads the run's latest immutable snapshot
+(``client.latest()``) and redraws (numbers at 2 Hz, the loss plot at 1 Hz, only when a new snapshot
+arrived); keys become commands (``client.send``), applied by the run between steps. The command line
+gives it a :class:`~rnntui.runs.client.SocketRunClient` of a run in its own process; tests and library
+users an :class:`~rnntui.runs.client.InProcessClient`. Nothing here reaches the trainer itself.
+
+Leaving: ``q`` asks whether to detach (the run goes on training; ``rnntui watch`` shows it again) or to
+stop it (it saves and ends). A hang-up (a dropped SSH session) and SIGTERM detach. When the run ends
+while watched, the app says so and keeps the final screen; ``q`` then closes it. ``outcome`` says which.
 """
 
 from __future__ import annotations
@@ -13,11 +16,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import threading
 from collections.abc import Iterable
 from functools import partial
-from pathlib import Path
 
 from textual import events
 from textual.app import App, ComposeResult, SystemCommand
@@ -25,23 +26,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.widgets import Static
-from textual.worker import Worker, WorkerState
 
-from ..checkpoint import destination
-from ..trainer import (
-    CRASHED,
-    DIVERGED,
-    RUNNING,
-    Pause,
-    Resume,
-    SampleNow,
-    SaveCheckpoint,
-    Set,
-    Snapshot,
-    Stop,
-    stop_commands,
-    unsaved,
-)
+from ..runs.client import RunClient
+from ..trainer import CRASHED, DIVERGED, RUNNING, Pause, Resume, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
 from .keys import key_actions
 from .leaks import tidy
 from .screens.changelog import ChangeLogScreen, change_line
@@ -111,31 +98,28 @@ class RnnTuiApp(App[int]):
         Binding("L,shift+l", "changelog", "changes", show=False, id="changelog",
                 tooltip="Change log: every change with its step, whole, live"),
         Binding("question_mark", "help", "help", id="help", tooltip="Help: what every figure means, and every key"),
-        Binding("q", "quit", "quit", id="quit", tooltip="Quit (saves first when --checkpoint was given)"),
+        Binding("q", "quit", "quit", id="quit",
+                tooltip="Quit: detach (the run goes on training) or stop the run (it saves and ends)"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="quit_ctrl_c",
-                tooltip="Quit (saves first when --checkpoint was given)"),
+                tooltip="Quit: detach (the run goes on training) or stop the run (it saves and ends)"),
     ]
     #: The command palette's own key (Textual binds it): in the help's key table, not in the palette.
     PALETTE_KEY = Binding(App.COMMAND_PALETTE_BINDING, "command_palette", "palette", id="palette",
                           tooltip="Command palette: every action above by name")
 
-    def __init__(self, trainer, *, max_steps: int | None = None, start_paused: bool = False,
-                 refresh_hz: float = 2.0, plot_every: int = 2, on_step=None):
+    def __init__(self, client: RunClient, *, refresh_hz: float = 2.0, plot_every: int = 2):
         super().__init__()
-        self.trainer = trainer
-        self.on_step = on_step  # called by the trainer thread after every step (e.g. --metrics)
-        self.trainer_done = threading.Event()
-        self.max_steps = max_steps
-        self.start_paused = start_paused
+        self.client = client
         self.refresh_hz = refresh_hz
         self.plot_every = plot_every
-        self._stop_event = threading.Event()
         self._seen_version = -1
         self._shown_log: tuple | None = None
         self._ticks = 0
-        self._quitting = False
-        self._signal: int | None = None
-        self.worker: Worker | None = None
+        self._stopping = False  # "stop" was chosen: the app closes when the run has ended
+        self._end_shown = False
+        #: How the app ended: "detached" (the run goes on), "stopped" (the user stopped the run), "ended" (the
+        #: run ended, or its connection was lost, while watched); None while it runs.
+        self.outcome: str | None = None
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -162,14 +146,14 @@ class RnnTuiApp(App[int]):
         self.message_line = self.query_one("#message", Static)
         self.change_log = self.query_one("#changelog", Static)
         self.change_log.border_title = "changes"
-        self.worker = self.run_worker(self._train, thread=True, name="trainer", exit_on_error=False)
+        self.client.attach()
         self._install_signal_handlers()
         self.set_interval(1.0 / self.refresh_hz, self.tick)
         self.set_interval(30.0, tidy)  # a Textual cache would keep dead widgets' lines; see leaks.py
         self._check_size()
 
     def _install_signal_handlers(self) -> None:
-        """SIGTERM, SIGHUP (a dropped SSH session) and SIGINT stop training and save, like q with a checkpoint."""
+        """SIGHUP (a dropped SSH session), SIGTERM and SIGINT detach: the run goes on without this view."""
         if threading.current_thread() is not threading.main_thread():
             return
         loop = asyncio.get_running_loop()
@@ -181,18 +165,12 @@ class RnnTuiApp(App[int]):
                     pass
 
     def on_signal(self, sig: int) -> None:
-        """Stop between steps and save (to --checkpoint, or the default path if progress is unsaved)."""
-        if self._quitting:
-            return
-        self._signal = sig
-        self._stop(*stop_commands(self.snapshot or self.trainer, self.default_save_path))
-
-    def _train(self) -> str:
-        try:
-            return self.trainer.run(max_steps=self.max_steps, start_paused=self.start_paused, stay_alive=True,
-                                    stop_event=self._stop_event, on_step=self.on_step)
-        finally:
-            self.trainer_done.set()
+        """Detach. After a hang-up the terminal is gone and writing to it can block shutdown for good: the run
+        is not this process's, so make sure the process ends."""
+        watchdog = threading.Timer(3.0, os._exit, args=(0,))
+        watchdog.daemon = True
+        watchdog.start()
+        self.detach()
 
     def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size)  # the event's size: self.size may still be the old one here
@@ -205,12 +183,15 @@ class RnnTuiApp(App[int]):
     # -- the view ----------------------------------------------------------------
     @property
     def snapshot(self) -> Snapshot | None:
-        return self.trainer.latest
+        return self.client.latest()
 
     def tick(self, force: bool = False) -> None:
-        """Redraw from the latest snapshot, if there is a new one."""
+        """Redraw from the latest snapshot, if there is a new one; notice when the run has ended."""
         snap = self.snapshot
         self._ticks += 1
+        if self.client.ended and not self._end_shown:
+            self._run_ended(snap)
+            return
         if snap is None or (snap.version == self._seen_version and not force):
             return
         self._seen_version = snap.version
@@ -235,7 +216,7 @@ class RnnTuiApp(App[int]):
             alert, hints = True, ("press h to change settings, space to resume, ctrl+s to save",
                                   "h settings · space resume")
         elif snap.state == CRASHED:
-            alive = self.worker is not None and self.worker.state == WorkerState.RUNNING
+            alive = not self.client.ended
             alert, hints = True, (("training stopped; ctrl+s to save, q to quit", "ctrl+s save · q quit") if alive
                                   else ("training stopped; q to quit", "q quit"))
         shown = (snap.message, hints, alert, len(changes), latest)
@@ -252,12 +233,14 @@ class RnnTuiApp(App[int]):
         ours = {getattr(self, f"action_{a.action}", None) for a in actions}
         yield from (c for c in super().get_system_commands(screen) if c.callback not in ours)
         for a in actions:
-            where = f" → {self.save_path}" if a.action == "save" else ""  # (a free name beside the default)
+            where = f" → {self.save_path}" if a.action == "save" and self.save_path else ""
             yield SystemCommand(a.description, a.key_text + where, partial(self.run_action, a.action))
 
     # -- commands ----------------------------------------------------------------
     def send(self, command) -> None:
-        self.trainer.send(command)
+        if self.client.ended:
+            return
+        self.client.send(command)
 
     def action_toggle_pause(self) -> None:
         snap = self.snapshot
@@ -305,7 +288,7 @@ class RnnTuiApp(App[int]):
         self.loss_plot.toggle_marks()
 
     def action_recall(self) -> None:
-        if self.trainer.recall is None:
+        if not self.client.info.has_recall:
             self.message_line.update("k: the copy-loss screen needs a corpus in recall.txt's format (a:..=a lines)",
                                      layout=False)
             return
@@ -322,19 +305,19 @@ class RnnTuiApp(App[int]):
             self.push_screen("trends")
 
     def action_derivation(self) -> None:
-        self.push_screen(DerivationScreen(self.trainer))
+        self.push_screen(DerivationScreen(self.client))
 
     def action_help(self) -> None:
         if not self.is_screen_installed("help"):
             # one instance, shown again and again: its Markdown is parsed and its widgets built once
-            self.install_screen(HelpScreen(self.trainer.corpus.vocab.size, (*self.BINDINGS, self.PALETTE_KEY)),
+            self.install_screen(HelpScreen(self.client.info.vocab_size, (*self.BINDINGS, self.PALETTE_KEY)),
                                 name="help")
         if self.get_screen("help") not in self.screen_stack:  # (the palette can ask while it is open)
             self.push_screen("help")
 
     def action_hyperparams(self) -> None:
         snap = self.snapshot
-        hyper = snap.hyper if snap is not None else self.trainer.hyper
+        hyper = snap.hyper if snap is not None else self.client.info.config.hyper
 
         def apply(changes: dict | None) -> None:
             if changes:
@@ -343,29 +326,19 @@ class RnnTuiApp(App[int]):
         self.push_screen(HyperparamsScreen(hyper), apply)
 
     @property
-    def default_save_path(self) -> str:
-        """Where ctrl+s saves: --checkpoint, else a file named after the corpus in the working folder."""
-        if self.trainer.checkpoint_path:
-            return self.trainer.checkpoint_path
-        stem = Path(self.trainer.corpus.path).stem or "rnntui"
-        return f"{stem}.rnntui.npz"
-
-    @property
-    def save_path(self) -> str:
-        """Where ctrl+s writes now: the default path, or a free name beside it when that file is another run's."""
-        return self.save_destination()[0]
-
-    def save_destination(self) -> tuple[str, str]:
-        """``(where a save writes now, why not to the default path: "" when it does)``, as the trainer decides
-        it when it saves (``checkpoint.destination``)."""
-        return destination(self.default_save_path, self.trainer.run_id, self.trainer.claimed)
+    def save_path(self) -> str | None:
+        """Where the run saves (ctrl+s, stop): its own checkpoint, or the free name beside it it last used."""
+        snap = self.snapshot
+        if snap is not None and snap.saved_path:
+            return snap.saved_path
+        return snap.checkpoint_path if snap is not None else self.client.info.checkpoint_path
 
     def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
                            time_format: str | None = None) -> str | None:
-        """The palette's Screenshot (also ``action_screenshot``): an SVG in the run's folder (the checkpoint's,
-        else the working folder) rather than Textual's ~/Downloads, which a server seldom has; the message line
+        """The palette's Screenshot (also ``action_screenshot``): an SVG in the working folder rather than
+        Textual's ~/Downloads, which a server seldom has; the message line
         says where it went, or why it did not."""
-        folder = path or os.path.dirname(self.default_save_path) or "."
+        folder = path or "."
         try:
             saved = self.save_screenshot(filename, folder, time_format)
         except OSError as e:
@@ -378,7 +351,7 @@ class RnnTuiApp(App[int]):
         return saved
 
     def action_save(self) -> None:
-        self.send(SaveCheckpoint(self.default_save_path))  # (or a free name beside it: Trainer.save says which)
+        self.send(SaveCheckpoint())  # (the run's own checkpoint; a free name beside it if that file is not its)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and isinstance(self.screen, ConfirmQuit) and not self.screen.answers(event):
@@ -386,65 +359,58 @@ class RnnTuiApp(App[int]):
         await super().on_event(event)
 
     def action_quit(self) -> None:
-        if self._quitting:
+        if self.client.ended:  # the run is over (its final screen is shown): nothing to ask
+            self._leave("ended")
             return
-        snap = self.snapshot
-        if self.trainer.checkpoint_path:
-            self._stop(Stop(save=True))
+        if self._stopping or isinstance(self.screen, ConfirmQuit):
             return
-        if snap is None or not unsaved(snap):
-            self._stop(Stop())
-            return
-        if isinstance(self.screen, ConfirmQuit):
-            return
-
-        where, why = self.save_destination()
 
         def chosen(choice: str | None) -> None:
-            if choice == "save":
-                self._stop(SaveCheckpoint(self.default_save_path), Stop())  # (the trainer picks the same free name)
-            elif choice == "quit":
-                self._stop(Stop())
+            if choice == "detach":
+                self.detach()
+            elif choice == "stop":
+                self.stop_run()
 
-        self.push_screen(ConfirmQuit(lambda: self.snapshot, where, why, refresh_hz=self.refresh_hz), chosen)
+        self.push_screen(ConfirmQuit(lambda: self.snapshot, self.client.info.name, self.save_path,
+                                     refresh_hz=self.refresh_hz), chosen)
 
-    def _stop(self, *commands) -> None:
-        """Send ``commands`` (ending with a ``Stop``) and quit when the trainer has stopped."""
-        self._quitting = True
-        saves = any(isinstance(c, SaveCheckpoint) or (isinstance(c, Stop) and c.save) for c in commands)
-        self.message_line.update("stopping…" + (" saving checkpoint" if saves else ""))
-        for command in commands:
-            self.send(command)
-        if self.worker is None or self.worker.state not in (WorkerState.PENDING, WorkerState.RUNNING):
-            self.exit(self._exit_code(), return_code=self._exit_code())
+    def detach(self) -> None:
+        """Leave the run training without this view."""
+        self._leave("detached")
+
+    def stop_run(self) -> None:
+        """Tell the run to stop between steps and save; the app closes when it has ended."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.message_line.update(f"stopping the run… saving {escape(self.save_path or 'its checkpoint')}",
+                                 layout=False)
+        self.send(Stop(save=True))
+
+    def _run_ended(self, snap: Snapshot | None) -> None:
+        """The run has ended (or the connection to it is lost): close if the user stopped it, else say so and
+        keep the final screen."""
+        self._end_shown = True
+        if snap is not None:
+            self._seen_version = -1
+            self.tick(force=True)
+        if self._stopping:
+            self._leave("stopped")
+            return
+        why = self.client.end_reason or "the run has ended"
+        lost = not self.client.run_ended
+        self.message_line.show(why + (" · `rnntui runs` says whether it still lives" if lost else ""),
+                               ("q to close", "q close"), alert=lost or bool(snap and snap.error))
+
+    def _leave(self, outcome: str) -> None:
+        self.outcome = self.outcome or outcome
+        code = self._exit_code()
+        self.exit(code, return_code=code)
 
     def _exit_code(self) -> int:
-        snap = self.trainer.latest
-        return 1 if (self.worker and self.worker.state == WorkerState.ERROR) or (snap and snap.error) else 0
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker is not self.worker:
-            return
-        if event.state == WorkerState.ERROR:
-            self.notify(f"the trainer stopped with an error: {event.worker.error}", severity="error", timeout=30)
-            self.exit(1, return_code=1, message=f"rnntui: the trainer stopped with an error: {event.worker.error}")
-        elif event.state == WorkerState.SUCCESS:
-            code = self._exit_code()
-            snap = self.snapshot
-            if not self._quitting and snap is not None and snap.state == CRASHED:
-                # the training process died: stay open so the message can be read; q quits
-                self.tick(force=True)
-                return
-            if self._signal is not None:
-                # After a hang-up the terminal is gone and writing to it can block shutdown for good;
-                # the work is saved, so make sure the process ends.
-                watchdog = threading.Timer(3.0, os._exit, args=(code,))
-                watchdog.daemon = True
-                watchdog.start()
-            self.exit(code, return_code=code)
-
-    def on_unmount(self) -> None:
-        self._stop_event.set()
+        snap = self.snapshot
+        lost = self.client.ended and not self.client.run_ended
+        return 1 if (snap is not None and snap.error) or lost else 0
 
     @property
     def failed(self) -> bool:
@@ -453,70 +419,4 @@ class RnnTuiApp(App[int]):
         return not self.is_running and self.return_value is None
 
 
-def make_app(trainer, *, separate_process: bool = True, **kwargs) -> RnnTuiApp:
-    """The app as the command line runs it: ``trainer`` in a child process (see :mod:`rnntui.process`)
-    publishing as often as the screen redraws, and saving there if this process dies."""
-    from ..process import TrainerProcess
-
-    # snapshots as often as the screen can show them (2 Hz), not more: less to pickle and to allocate
-    trainer.publish_interval = max(trainer.publish_interval, 0.25)
-    runner = TrainerProcess(trainer) if separate_process else trainer
-    app = RnnTuiApp(runner, **kwargs)
-    if separate_process:
-        runner.rescue_path = app.default_save_path  # where the child saves if this process dies
-    return app
-
-
-def run_app(trainer, *, max_steps: int | None = None, mouse: bool = True, metrics_path: str | None = None,
-            log_every: int = 100, separate_process: bool = True) -> int:
-    """Run the app on a terminal; returns the process exit code (non-zero when the trainer crashed).
-
-    With ``separate_process`` (the default) the trainer runs in a child process, so redrawing
-    the screen never holds up training (see :mod:`rnntui.process`); otherwise in a thread.
-    """
-    from ..headless import MetricsLog
-
-    metrics = MetricsLog(metrics_path, log_every) if metrics_path else None
-    app = make_app(trainer, separate_process=separate_process, max_steps=max_steps, on_step=metrics)
-    runner = app.trainer
-    try:
-        app.run(mouse=mouse)
-    finally:
-        code = finish_app(app, runner)
-        if metrics:
-            metrics.close()
-    return code
-
-
-def finish_app(app: RnnTuiApp, trainer) -> int:
-    """After the app has ended, however it ended: make sure the trainer stopped, nothing unsaved is
-    lost, and say so; returns the exit code. Output errors (the terminal is gone) are ignored."""
-    from ..headless import failure_note, save_at_end, save_note
-
-    app._stop_event.set()
-    if app.worker is not None:
-        app.trainer_done.wait(60)
-    code = app.return_code or 0
-    out: list[str] = []
-    err: list[str] = []
-    snap = trainer.latest
-    if snap is not None and snap.error:
-        err += [snap.error, f"rnntui: the trainer crashed: {snap.message}"]
-        code = 1
-    # the save on quit failed, or the app failed before it could ask: try once more, then elsewhere
-    saved, failure = save_at_end(trainer, app.default_save_path if app.failed else None)
-    if failure:
-        code = 1
-        err.append(f"rnntui: error: {failure_note(saved, failure)}")
-    if not failure:  # where the run is saved, or that it is not, whichever way it ended
-        out.append(save_note(trainer))
-    for lines, stream in ((out, sys.stdout), (err, sys.stderr)):
-        for line in lines:
-            try:
-                print(line, file=stream, flush=True)
-            except (OSError, ValueError):
-                pass
-    return code
-
-
-__all__ = ["RnnTuiApp", "make_app", "run_app"]
+__all__ = ["RnnTuiApp"]

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from rnntui.corpus import Corpus
+from rnntui.runs.client import InProcessClient
 from rnntui.trainer import Trainer
 
 from ..conftest import build_trainer
@@ -31,6 +32,20 @@ def make_trainer(tmp_path=None, **hyper) -> Trainer:
 @pytest.fixture
 def trainer(tmp_path):
     return make_trainer()
+
+
+APP_KEYWORDS = ("refresh_hz", "plot_every")
+
+
+def app_of(trainer: Trainer, **kwargs):
+    """The app on ``trainer`` as a run of this process (an InProcessClient, trained once the app is up, staying
+    alive at ``max_steps`` as a served run's viewer would); ``start_paused``, ``max_steps`` and ``on_step``
+    go to the run, ``refresh_hz`` and ``plot_every`` to the app."""
+    from rnntui.tui.app import RnnTuiApp
+
+    app_kw = {k: kwargs.pop(k) for k in APP_KEYWORDS if k in kwargs}
+    client = InProcessClient(trainer, run={"stay_alive": True, **kwargs})
+    return RnnTuiApp(client, **app_kw)
 
 
 async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:

@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 
-from rnntui import checkpoint
 from rnntui.checkpoint import load as load_checkpoint
-from rnntui.headless import MetricsLog
-from rnntui.tui.app import MIN_SIZE, RnnTuiApp, finish_app
+from rnntui.runs.metrics import MetricsLog
+from rnntui.tui.app import MIN_SIZE
 from rnntui.tui.screens.hyperparams import HyperparamsScreen
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 
 SIZE = (80, 24)
 
 
 def snap(app):
-    return app.trainer.latest
+    return app.snapshot
 
 
 def text(app, selector) -> str:
@@ -30,7 +28,7 @@ def text(app, selector) -> str:
 
 
 async def test_divergence_names_tensor_and_step_then_the_user_lowers_lr_and_resumes():
-    app = RnnTuiApp(make_trainer(lr=1000.0, optimizer="sgd", clip_mode="none"))
+    app = app_of(make_trainer(lr=1000.0, optimizer="sgd", clip_mode="none"))
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "diverged", what="divergence")
         await wait_for(pilot, lambda: "DIVERGED" in text(app, "#message"), what="message shown")
@@ -38,7 +36,7 @@ async def test_divergence_names_tensor_and_step_then_the_user_lowers_lr_and_resu
         assert "DIVERGED at step" in message
         assert "largest gradient in" in message or "non-finite" in message  # the offending tensor
         assert "kept the parameters of step" in message and "space to resume" in message
-        assert all(np.isfinite(p).all() for p in app.trainer.model.params.values())
+        assert all(np.isfinite(p).all() for p in app.client.trainer.model.params.values())
         step = snap(app).step
         # the way a user does it: h, type a lower lr, pick global clipping, apply, space
         await pilot.press("h")
@@ -65,7 +63,7 @@ async def test_crash_is_shown_training_stops_and_the_user_can_save(tmp_path, mon
         return real(*a)
 
     monkeypatch.setattr(trainer.model, "loss_and_grads", fails_at_step_4)
-    app = RnnTuiApp(trainer)
+    app = app_of(trainer)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "crashed", what="crash")
         await wait_for(pilot, lambda: "CRASHED" in text(app, "#message"), what="message shown")
@@ -98,7 +96,7 @@ BAD_VALUES = {
 
 
 async def test_every_form_field_refuses_bad_values_in_place():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None, what="trainer")
         before = snap(app).hyper
@@ -143,7 +141,7 @@ async def test_resizing_from_tiny_to_huge_never_crashes_and_says_how_large_it_mu
     from rnntui.trainer import Pause
 
     trainer = make_trainer(sample_every=5, sample_length=40)
-    app = RnnTuiApp(trainer)
+    app = app_of(trainer)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).step > 10, what="steps")
         main = app.screen
@@ -176,7 +174,7 @@ async def test_resizing_from_tiny_to_huge_never_crashes_and_says_how_large_it_mu
 async def test_metrics_are_written_from_the_app(tmp_path):
     path = tmp_path / "m.jsonl"
     metrics = MetricsLog(str(path), every=5)
-    app = RnnTuiApp(make_trainer(), on_step=metrics)
+    app = app_of(make_trainer(), on_step=metrics)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 21, what="steps")
         await pilot.press("p")
@@ -187,36 +185,10 @@ async def test_metrics_are_written_from_the_app(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in records)
 
 
-async def test_a_failed_save_on_quit_is_retried_then_rescued(tmp_path, monkeypatch, capsys):
+async def test_an_error_in_the_app_itself_leaves_the_run_training(tmp_path, monkeypatch):
+    """The app is a view: when it fails, the run goes on (and, in process, saves when its client lets go)."""
     trainer = make_trainer(tmp_path)
-    rescue = tmp_path / "rescue"
-    rescue.mkdir()
-
-    def disk_full_in_the_checkpoint_folder(tmp):
-        if os.path.dirname(tmp) == str(tmp_path):
-            raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(checkpoint, "_before_replace", disk_full_in_the_checkpoint_folder)
-    monkeypatch.setattr("tempfile.gettempdir", lambda: str(rescue))
-    app = RnnTuiApp(trainer)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 3, what="steps")
-        await pilot.press("q")
-        await wait_for(pilot, lambda: not app.is_running, what="exit")
-    capsys.readouterr()
-    code = finish_app(app, trainer)
-    err = capsys.readouterr().err
-    assert code == 1
-    assert "No space left on device" in err and "saved to" in err and str(rescue) in err
-    (saved,) = rescue.iterdir()
-    assert load_checkpoint(saved).step == trainer.step
-    assert not (tmp_path / "run.npz").exists()
-
-
-async def test_an_error_in_the_app_itself_still_saves_the_training(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    trainer = make_trainer()  # no --checkpoint: the app saves to the corpus-named default
-    app = RnnTuiApp(trainer)
+    app = app_of(trainer)
     from rnntui.tui.widgets.status import StatusBar
 
     real_show = StatusBar.show
@@ -230,10 +202,14 @@ async def test_an_error_in_the_app_itself_still_saves_the_training(tmp_path, mon
     with pytest.raises(RuntimeError, match="injected failure in a widget"):
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: not app.is_running, timeout=20, what="the app to fail")
-    finish_app(app, trainer)
+    assert app.failed and not app.client.ended
+    step = trainer.step
+    from ..conftest import wait_until
+
+    wait_until(lambda: trainer.step > step + 3, what="training to go on")
+    app.client.close()
     assert trainer.state == "stopped"
-    saved = load_checkpoint(tmp_path / "tiny.rnntui.npz")
-    assert saved.step == trainer.step > 5
+    assert load_checkpoint(tmp_path / "run.npz").step == trainer.step > 5
 
 
 async def test_opening_and_closing_dialogs_does_not_leak_widgets():
@@ -244,7 +220,7 @@ async def test_opening_and_closing_dialogs_does_not_leak_widgets():
     from textual.widgets import Footer
     from textual.widgets._footer import FooterKey
 
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None, what="trainer")
         footer = app.query_one(Footer)
@@ -278,7 +254,7 @@ async def test_render_caches_of_closed_dialogs_are_released():
 
     from rnntui.tui.leaks import release_render_caches
 
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None, what="trainer")
         dead = []

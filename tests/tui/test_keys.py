@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnntui.tui.app import RnnTuiApp, next_clip
+from rnntui.tui.app import next_clip
 from rnntui.tui.screens.confirm import ConfirmQuit
 from rnntui.tui.screens.help import HelpScreen
 from rnntui.tui.screens.hyperparams import HyperparamsScreen
 
-from .conftest import make_trainer, open_form, wait_for
+from .conftest import app_of, make_trainer, open_form, wait_for
 
 SIZE = (80, 24)
 
 
 def snap(app):
-    return app.trainer.latest
+    return app.snapshot
 
 
 async def started(pilot, app, state="paused"):
@@ -24,7 +24,7 @@ async def started(pilot, app, state="paused"):
 
 
 async def test_pause_and_resume_change_whether_steps_advance():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         step = snap(app).step
@@ -42,17 +42,17 @@ async def test_pause_and_resume_change_whether_steps_advance():
 
 @pytest.mark.parametrize("key,factor", [("plus", 2.0), ("minus", 0.5)])
 async def test_lr_keys_multiply_and_divide(key, factor):
-    app = RnnTuiApp(make_trainer(lr=0.004), start_paused=True)
+    app = app_of(make_trainer(lr=0.004), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await pilot.press(key)
         await wait_for(pilot, lambda: abs(snap(app).hyper.lr - 0.004 * factor) < 1e-12, what="lr change")
-        assert app.trainer.optimizer.lr == pytest.approx(0.004 * factor)
+        assert app.client.trainer.optimizer.lr == pytest.approx(0.004 * factor)
         assert any("lr 0.004 →" in c.text for c in snap(app).changes)
 
 
 async def test_c_cycles_clip_mode_and_brackets_move_threshold():
-    app = RnnTuiApp(make_trainer(clip_mode="global", clip=5.0), start_paused=True)
+    app = app_of(make_trainer(clip_mode="global", clip=5.0), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         for expected in ("element", "none", "global"):
@@ -71,7 +71,7 @@ def test_clip_ladder():
 
 
 async def test_temperature_keys():
-    app = RnnTuiApp(make_trainer(temperature=0.8), start_paused=True)
+    app = app_of(make_trainer(temperature=0.8), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await pilot.press("T")
@@ -81,7 +81,7 @@ async def test_temperature_keys():
 
 
 async def test_s_samples_now_and_the_panel_shows_it():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await pilot.press("s")
@@ -95,7 +95,7 @@ async def test_ctrl_s_saves_checkpoint(tmp_path):
     from rnntui.checkpoint import load as load_checkpoint
 
     trainer = make_trainer(tmp_path)
-    app = RnnTuiApp(trainer)
+    app = app_of(trainer)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 5, what="steps")
         await pilot.press("p")  # paused: the parameters stay those of the step saved
@@ -112,7 +112,7 @@ async def test_ctrl_s_saves_checkpoint(tmp_path):
 
 
 async def test_l_toggles_log_scale():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         plot = app.query_one("#loss")
@@ -124,7 +124,7 @@ async def test_l_toggles_log_scale():
 
 
 async def test_help_screen_opens_and_closes():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await pilot.press("question_mark")
@@ -146,7 +146,7 @@ async def test_help_screen_opens_and_closes():
 
 
 async def test_hyperparameter_form_applies_valid_values():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         form = await open_form(pilot)
@@ -157,7 +157,7 @@ async def test_hyperparameter_form_applies_valid_values():
         await wait_for(pilot, lambda: snap(app).hyper.lr == 0.01 and snap(app).hyper.sample_every == 7
                        and snap(app).hyper.optimizer == "rmsprop", what="form applied")
         assert not isinstance(app.screen, HyperparamsScreen)
-        assert app.trainer.optimizer.name == "rmsprop"
+        assert app.client.trainer.optimizer.name == "rmsprop"
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -170,7 +170,7 @@ async def test_hyperparameter_form_applies_valid_values():
     ("val_every", "-3", "between 0"),
 ])
 async def test_hyperparameter_form_refuses_bad_values_in_place(field, value, message):
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         before = snap(app).hyper
@@ -188,7 +188,7 @@ async def test_hyperparameter_form_refuses_bad_values_in_place(field, value, mes
 
 
 async def test_typing_into_the_form_and_pressing_enter():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await pilot.press("h")
@@ -201,81 +201,53 @@ async def test_typing_into_the_form_and_pressing_enter():
         await wait_for(pilot, lambda: snap(app).hyper.lr == 0.05, what="typed lr applied")
 
 
-async def test_q_without_checkpoint_asks_before_discarding(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    app = RnnTuiApp(make_trainer(), start_paused=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
-        await pilot.press("space")
-        await wait_for(pilot, lambda: snap(app).step >= 3, what="steps")
-        await pilot.press("q")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmQuit)
-        await pilot.press("escape")
-        await pilot.pause()
-        assert not isinstance(app.screen, ConfirmQuit) and app.is_running
-        await pilot.press("q")
-        await pilot.pause()
-        await pilot.press("s")
-        await wait_for(pilot, lambda: not app.is_running, what="exit")
-    assert (tmp_path / "tiny.rnntui.npz").exists()
-    assert app.return_code == 0
-
-
-async def test_keys_typed_ahead_of_the_quit_dialog_do_not_answer_it(tmp_path, monkeypatch):
+async def test_keys_typed_ahead_of_the_quit_dialog_do_not_answer_it(tmp_path):
     """A burst that arrives with the q (a paste, or typing ahead: "question" holds an s) opens the dialog but
-    neither saves nor quits; a key pressed once the dialog is there still answers it."""
+    neither stops nor detaches; a key pressed once the dialog is there still answers it."""
     from textual import events
 
-    monkeypatch.chdir(tmp_path)
-    trainer = make_trainer()
+    trainer = make_trainer(tmp_path)
     for _ in range(3):
         trainer.train_step()
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = app_of(trainer, start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         for ch in "question_mark":  # all queued before the app handles the first
             app.post_message(events.Key(ch, ch))
         await pilot.pause(0.3)
-        assert isinstance(app.screen, ConfirmQuit) and app.is_running and not app._quitting
-        assert not (tmp_path / "tiny.rnntui.npz").exists()
+        assert isinstance(app.screen, ConfirmQuit) and app.is_running and not app._stopping
+        assert not (tmp_path / "run.npz").exists()
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmQuit) and app.is_running
 
 
-async def test_q_with_checkpoint_saves_and_quits(tmp_path):
+async def test_ctrl_c_asks_as_q_does(tmp_path):
     trainer = make_trainer(tmp_path)
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = app_of(trainer, start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await pilot.press("space")
         await wait_for(pilot, lambda: snap(app).step >= 3, what="steps")
         await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmQuit)
+        await pilot.press("s")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
     assert trainer.saved_step == trainer.step >= 3
     assert (tmp_path / "run.npz").exists()
-    assert trainer.state == "stopped"
-
-
-async def test_q_before_any_step_quits_at_once():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, app)
-        await pilot.press("q")
-        await wait_for(pilot, lambda: not app.is_running, what="exit")
-    assert app.return_code == 0
+    assert trainer.state == "stopped" and app.outcome == "stopped"
 
 
 async def test_diverging_run_ends_diverged_with_visible_message():
-    app = RnnTuiApp(make_trainer(lr=1000.0, optimizer="sgd", clip_mode="none"), start_paused=False)
+    app = app_of(make_trainer(lr=1000.0, optimizer="sgd", clip_mode="none"), start_paused=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "diverged", what="divergence")
         await wait_for(pilot, lambda: "DIVERGED" in str(app.query_one("#message").render()), what="message")
         message = str(app.query_one("#message").render())
         assert "DIVERGED" in message and "step" in message
         assert "DIVERGED" in str(app.query_one("#status").render())
-        trainer = app.trainer
+        trainer = app.client.trainer
         assert all(abs(p).max() < float("inf") for p in trainer.model.params.values())
         # lower lr, turn clipping on and resume: training goes on
         form_changes = {"lr": 1e-3, "clip_mode": "global"}
@@ -293,14 +265,16 @@ async def test_crash_in_trainer_is_shown_and_exit_code_is_nonzero(monkeypatch):
         raise RuntimeError("injected failure")
 
     monkeypatch.setattr(trainer.model, "loss_and_grads", boom)
-    app = RnnTuiApp(trainer, start_paused=False)
+    app = app_of(trainer, start_paused=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).state == "crashed", what="crash")
         await wait_for(pilot, lambda: "injected failure" in str(app.query_one("#message").render()), what="message")
         assert "injected failure" in str(app.query_one("#message").render())
         await pilot.press("q")
+        await pilot.pause()
+        await pilot.press("s")  # stop the crashed run (it keeps serving commands until then)
         await wait_for(pilot, lambda: not app.is_running, what="exit")
-    assert app.return_code == 1
+    assert app.return_code == 1 and app.outcome == "stopped"
 
 
 async def from_palette(pilot, command: str) -> None:
@@ -313,7 +287,7 @@ async def from_palette(pilot, command: str) -> None:
 
 
 async def test_command_palette_runs_our_commands():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await from_palette(pilot, "sample now")
@@ -323,7 +297,7 @@ async def test_command_palette_runs_our_commands():
 async def test_d_opens_the_derivation_screen_and_escape_returns():
     from rnntui.tui.screens.derivation import DerivationScreen
 
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await pilot.press("d")
@@ -338,7 +312,7 @@ async def test_the_quit_dialog_keeps_the_step_live_while_training_goes_on(tmp_pa
     import re
 
     monkeypatch.chdir(tmp_path)
-    app = RnnTuiApp(make_trainer())
+    app = app_of(make_trainer())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 3, what="steps")
         await pilot.press("q")
@@ -353,8 +327,9 @@ async def test_the_quit_dialog_keeps_the_step_live_while_training_goes_on(tmp_pa
         await wait_for(pilot, lambda: snap(app).step > opened_at + 50, what="training to go on")
         await wait_for(pilot, lambda: shown_step() > opened_at + 50, what="the dialog to follow")
         assert shown_step() <= snap(app).step
-        await pilot.press("y")
+        await pilot.press("d")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
+    app.client.close()
 
 
 def _screenshots(folder):
@@ -368,7 +343,7 @@ async def test_the_palette_screenshot_goes_to_the_working_folder_without_downloa
     monkeypatch.setenv("HOME", str(home))  # a server's home: no ~/Downloads
     monkeypatch.delenv("XDG_DOWNLOAD_DIR", raising=False)
     monkeypatch.chdir(work)
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         await from_palette(pilot, "screenshot")
@@ -384,7 +359,7 @@ async def test_a_screenshot_goes_beside_the_checkpoint_or_says_why_not(tmp_path,
     (tmp_path / "runs").mkdir()
     trainer = make_trainer()
     trainer.checkpoint_path = str(tmp_path / "runs" / "run.npz")
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = app_of(trainer, start_paused=True)
     async with app.run_test(size=(160, 30)) as pilot:  # wide enough for the temporary folder's long name
         await started(pilot, app)
         app.action_screenshot()  # the action (and the palette's command) deliver the screenshot
@@ -397,34 +372,3 @@ async def test_a_screenshot_goes_beside_the_checkpoint_or_says_why_not(tmp_path,
         assert f"screenshot NOT saved: No such file or directory ({tmp_path / 'runs'})" in message
 
 
-async def _quit_and_note(app, capsys, *keys) -> str:
-    """Train a few steps (none when the app starts paused), press ``keys``; what finish_app prints."""
-    from rnntui.tui.app import finish_app
-
-    async with app.run_test(size=SIZE) as pilot:
-        if app.start_paused:
-            await started(pilot, app)
-        else:
-            await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 3, what="steps")
-        for key in keys:
-            await pilot.press(key)
-            await pilot.pause()
-        await wait_for(pilot, lambda: not app.is_running, what="exit")
-    capsys.readouterr()
-    assert finish_app(app, app.trainer) == 0
-    return capsys.readouterr().out
-
-
-async def test_every_way_out_says_where_the_run_was_saved_or_that_it_was_not(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    app = RnnTuiApp(make_trainer())
-    out = await _quit_and_note(app, capsys, "q", "s")  # save & quit, no --checkpoint
-    assert out == f"checkpoint: tiny.rnntui.npz (step {app.trainer.step})\n"
-    app = RnnTuiApp(make_trainer())
-    out = await _quit_and_note(app, capsys, "q", "y")  # quit without saving
-    assert out == f"not saved: {app.trainer.step} steps discarded\n"
-    app = RnnTuiApp(make_trainer(), start_paused=True)
-    assert await _quit_and_note(app, capsys, "q") == "not saved: no step was trained\n"
-    app = RnnTuiApp(make_trainer(tmp_path))  # --checkpoint: q saves
-    out = await _quit_and_note(app, capsys, "q")
-    assert out == f"checkpoint: {tmp_path / 'run.npz'} (step {app.trainer.step})\n"

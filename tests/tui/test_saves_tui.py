@@ -1,5 +1,6 @@
-"""The app replaces no file that is not the run's own: ctrl+s, the quit dialog (which names the file it will
-write), a signal and the save after the app failed all go to a free name beside another run's checkpoint."""
+"""Leaving the app: q asks detach (the run goes on) or stop (it saves and ends); a signal detaches; a run that
+ends while watched keeps its final screen. Saves replace no file that is not the run's own: ctrl+s and the
+stop go to a free name beside another run's checkpoint."""
 
 from __future__ import annotations
 
@@ -7,16 +8,15 @@ import signal
 
 from rnntui import checkpoint
 from rnntui.checkpoint import load as load_checkpoint
-from rnntui.tui.app import RnnTuiApp, finish_app
 from rnntui.tui.screens.confirm import ConfirmQuit
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 
 SIZE = (80, 24)
 
 
 def snap(app):
-    return app.trainer.latest
+    return app.snapshot
 
 
 def _other_run_at(path) -> bytes:
@@ -30,56 +30,76 @@ async def _some_steps(pilot, app, n=3):
     await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= n, what=f"{n} steps")
 
 
-async def test_ctrl_s_saves_beside_another_runs_checkpoint_and_says_so(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    theirs = _other_run_at(tmp_path / "tiny.rnntui.npz")
-    app = RnnTuiApp(make_trainer())
+async def test_ctrl_s_saves_beside_another_runs_checkpoint_and_says_so(tmp_path):
+    theirs = _other_run_at(tmp_path / "run.npz")
+    app = app_of(make_trainer(tmp_path))  # its checkpoint is tmp_path/run.npz, which another run has taken
     async with app.run_test(size=SIZE) as pilot:
         await _some_steps(pilot, app)
-        assert app.save_path == "tiny.rnntui-2.npz"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: snap(app).saved_step is not None, what="save")
-        assert snap(app).saved_path == "tiny.rnntui-2.npz"
-        assert "checkpoint saved to tiny.rnntui-2.npz (tiny.rnntui.npz belongs to another run)" in snap(app).message
+        assert snap(app).saved_path == str(tmp_path / "run-2.npz") == app.save_path
+        assert f"checkpoint saved to {tmp_path / 'run-2.npz'} (run.npz belongs to another run)" in snap(app).message
         first = snap(app).saved_step
         await pilot.press("ctrl+s")  # again: into its own file now, no third name
         await wait_for(pilot, lambda: snap(app).saved_step > first, what="second save")
-        assert snap(app).saved_path == "tiny.rnntui-2.npz"
-    assert (tmp_path / "tiny.rnntui.npz").read_bytes() == theirs
-    assert not (tmp_path / "tiny.rnntui-3.npz").exists()
-    assert load_checkpoint(tmp_path / "tiny.rnntui-2.npz").header["run_id"] == app.trainer.run_id
+        assert snap(app).saved_path == str(tmp_path / "run-2.npz")
+        await pilot.press("q", "s")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    assert (tmp_path / "run.npz").read_bytes() == theirs
+    assert not (tmp_path / "run-3.npz").exists()
+    assert load_checkpoint(tmp_path / "run-2.npz").header["run_id"] == app.client.trainer.run_id
 
 
-async def test_the_quit_dialog_names_the_file_it_writes(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    theirs = _other_run_at(tmp_path / "tiny.rnntui.npz")
-    app = RnnTuiApp(make_trainer())
+async def test_q_then_s_stops_the_run_which_saves_and_says_where(tmp_path):
+    app = app_of(make_trainer(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await _some_steps(pilot, app)
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmQuit)
+        text = str(app.screen.query_one("#confirm-text").render())
         keys = str(app.screen.query_one("#confirm-keys").render())
-        assert "save to tiny.rnntui-2.npz (tiny.rnntui.npz belongs to another run) and quit" in keys
+        assert text.startswith("Run in-process is at step ") and "not saved yet" in text
+        assert "d detach: the run goes on training in the background; rnntui watch in-process" in keys
+        assert f"s stop the run: it saves to {tmp_path / 'run.npz'} and ends" in keys
         await pilot.press("s")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
-    capsys.readouterr()
-    assert finish_app(app, app.trainer) == 0
-    trainer = app.trainer
-    assert capsys.readouterr().out == f"checkpoint: tiny.rnntui-2.npz (step {trainer.step})\n"
-    assert (tmp_path / "tiny.rnntui.npz").read_bytes() == theirs
-    assert load_checkpoint(tmp_path / "tiny.rnntui-2.npz").step == trainer.step
+    trainer = app.client.trainer
+    assert app.outcome == "stopped" and app.return_code == 0 and trainer.state == "stopped"
+    assert app.client.end_reason == (f"the run has stopped at step {trainer.step}; checkpoint: "
+                                     f"{tmp_path / 'run.npz'} (step {trainer.step})")
+    assert load_checkpoint(tmp_path / "run.npz").step == trainer.step
 
 
-async def test_the_quit_dialog_names_the_usual_file_when_it_is_free(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    app = RnnTuiApp(make_trainer())
+async def test_q_then_d_detaches_and_the_run_goes_on(tmp_path):
+    app = app_of(make_trainer(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await _some_steps(pilot, app)
+        await pilot.press("q", "d")
+        await wait_for(pilot, lambda: not app.is_running, what="exit")
+    client = app.client
+    assert app.outcome == "detached" and app.return_code == 0
+    at_exit = client.latest().step
+    from ..conftest import wait_until
+
+    wait_until(lambda: client.latest().step > at_exit + 5, what="the run training on without the app")
+    assert not client.ended
+    client.close()  # (an in-process run ends with its client; a real one goes on in its own process)
+    assert load_checkpoint(tmp_path / "run.npz").step == client.trainer.step
+
+
+async def test_escape_cancels_and_keys_typed_ahead_do_not_answer(tmp_path):
+    app = app_of(make_trainer(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await _some_steps(pilot, app)
         await pilot.press("q")
         await pilot.pause()
-        keys = str(app.screen.query_one("#confirm-keys").render())
-        assert "save to tiny.rnntui.npz and quit" in keys and "another run" not in keys
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmQuit) and app.is_running
+        await pilot.press("q", "u", "e", "s")  # "question_mark" typed as letters: its s must not stop the run
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ConfirmQuit) and app.is_running and not app.client.ended
         await pilot.press("escape")
 
 
@@ -93,60 +113,57 @@ class _NoWatchdog:
         pass
 
 
-async def test_a_signal_saves_beside_another_runs_checkpoint(tmp_path, monkeypatch, capsys):
+async def test_a_hangup_or_sigterm_detaches(tmp_path, monkeypatch):
     import rnntui.tui.app
 
     monkeypatch.setattr(rnntui.tui.app.threading, "Timer", _NoWatchdog)
-    monkeypatch.chdir(tmp_path)
-    theirs = _other_run_at(tmp_path / "tiny.rnntui.npz")
-    app = RnnTuiApp(make_trainer())
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        app = app_of(make_trainer(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await _some_steps(pilot, app)
+            app.on_signal(sig)  # as the event loop's handler calls it
+            await wait_for(pilot, lambda a=app: not a.is_running, what="exit")
+        assert app.outcome == "detached" and not app.client.ended
+        app.client.close()
+
+
+async def test_a_run_that_ends_while_watched_keeps_its_final_screen(tmp_path):
+    trainer = make_trainer(tmp_path)
+    app = app_of(trainer, max_steps=12, stay_alive=False)
     async with app.run_test(size=SIZE) as pilot:
-        await _some_steps(pilot, app)
-        app.on_signal(signal.SIGTERM)  # as the event loop's handler calls it
+        await wait_for(pilot, lambda: app.client.ended, what="the run's end")
+        await pilot.pause(1.0)
+        assert app.is_running  # still open, saying so
+        message = str(app.query_one("#message").render())
+        assert f"the run has finished at step 12; checkpoint: {tmp_path / 'run.npz'} (step 12)" in message
+        assert "q close" in message or "q to close" in message
+        assert "step 12" in str(app.query_one("#status").render())  # the final figures stay shown
+        await pilot.press("q")  # nothing to ask any more
         await wait_for(pilot, lambda: not app.is_running, what="exit")
-    capsys.readouterr()
-    finish_app(app, app.trainer)
-    assert capsys.readouterr().out == f"checkpoint: tiny.rnntui-2.npz (step {app.trainer.step})\n"
-    assert (tmp_path / "tiny.rnntui.npz").read_bytes() == theirs
+    assert app.outcome == "ended" and app.return_code == 0
+    assert load_checkpoint(tmp_path / "run.npz").step == 12
 
 
-async def test_quitting_with_a_checkpoint_another_run_took_meanwhile_saves_beside_it(tmp_path, capsys):
-    trainer = make_trainer(tmp_path)  # --checkpoint tmp_path/run.npz
-    app = RnnTuiApp(trainer)
-    async with app.run_test(size=SIZE) as pilot:
-        await _some_steps(pilot, app)
-        theirs = _other_run_at(tmp_path / "run.npz")
-        await pilot.press("q")
-        await wait_for(pilot, lambda: not app.is_running, what="exit")
-    capsys.readouterr()
-    assert finish_app(app, trainer) == 0
-    assert capsys.readouterr().out == f"checkpoint: {tmp_path / 'run-2.npz'} (step {trainer.step})\n"
-    assert (tmp_path / "run.npz").read_bytes() == theirs
-    assert load_checkpoint(tmp_path / "run-2.npz").step == trainer.step
-
-
-async def test_when_the_training_process_dies_the_exit_line_counts_what_was_lost(tmp_path, capsys):
+async def test_a_failed_save_at_the_stop_is_reported_and_rescued(tmp_path, monkeypatch):
     import os
 
-    from rnntui.process import TrainerProcess
-
     trainer = make_trainer(tmp_path)
-    trainer.checkpoint_every = 5
-    runner = TrainerProcess(trainer)
-    app = RnnTuiApp(runner)
+    rescue = tmp_path / "rescue"
+    rescue.mkdir()
+
+    def disk_full_in_the_checkpoint_folder(tmp):
+        if os.path.dirname(tmp) == str(tmp_path):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "_before_replace", disk_full_in_the_checkpoint_folder)
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(rescue))
+    app = app_of(trainer)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: snap(app) is not None and snap(app).step >= 8, timeout=30, what="steps")
-        await pilot.press("p")  # (a paused child publishes its exact state: nothing happens unseen before the kill)
-        await wait_for(pilot, lambda: snap(app).state == "paused", what="pause")
-        last = snap(app)
-        os.kill(runner.pid, signal.SIGKILL)
-        await wait_for(pilot, lambda: snap(app).state == "crashed", what="the crash")
-        await pilot.press("q")
+        await _some_steps(pilot, app)
+        await pilot.press("q", "s")
         await wait_for(pilot, lambda: not app.is_running, what="exit")
-    capsys.readouterr()
-    assert finish_app(app, runner) == 1
-    saved = load_checkpoint(tmp_path / "run.npz").step
-    assert saved == last.saved_step == last.step // 5 * 5  # the child's periodic save
-    n = last.step - saved
-    lost = f"; not saved: the last {n} step{'s' if n > 1 else ''} discarded" if n else ""
-    assert capsys.readouterr().out == f"checkpoint: {tmp_path / 'run.npz'} (step {saved}){lost}\n"
+    reason = app.client.end_reason
+    assert "No space left on device" in reason and f"saved to {rescue}" in reason
+    (saved,) = rescue.iterdir()
+    assert load_checkpoint(saved).step == trainer.step
+    assert not (tmp_path / "run.npz").exists()
