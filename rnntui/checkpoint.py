@@ -1,15 +1,20 @@
 """The checkpoint file format: a :class:`~rnntui.state.TrainerState` as one ``.npz`` of arrays plus a JSON header.
 
-Header (``__header__``, UTF-8 JSON): format name and version, vocabulary, the run's configuration and
-current hyperparameters, step, data position, optimizer name and step count, the monitor's latest σmax
-estimate and recent clip firings, RNG state, display state (losses, history strides and partly gathered
-points, the last samples), the change log (one dict per entry) and the run's id.
-Arrays: ``param.<name>``, ``opt.<slot>.<name>``, ``h`` (the carried hidden state), ``monitor.x``
-(the power-iteration vector) and ``hist.<series>.steps|values``.
+Header (``__header__``, UTF-8 JSON): format name and version, vocabulary, the run's configuration (with its
+cell, layers and dropout) and current hyperparameters, step, data position, optimizer name and step count,
+the monitor's latest σmax estimates and recent clip firings, the sampling and the dropout RNGs' states,
+display state (losses, history strides and partly gathered points, the last samples), the change log (one
+dict per entry) and the run's id.
+Arrays: ``param.<name>`` (names as rnntui.model gives them), ``opt.<slot>.<name>``, ``state`` (the carried
+state: (layers, states, B, H), each layer's h and, for the lstm, c as rows), ``monitor.x`` (the
+power-iteration vectors, one per recurrent block) and ``hist.<series>.steps|values``.
 
-Version 1 throughout: fields were only ever added, and a file without them still reads (the run id and
-the change log since the run ids; the monitor's figures and partly gathered history points since the
-trainer's state became one value); the files in ``tests/data`` are checked to load and resume.
+Version 2 since the cells: a version 1 file (every file before them: the lecture's model) reads as an rnn of
+one layer without dropout; it holds the carried state as ``h`` (H, B) columns, one power-iteration vector
+(H,) and its ``sigma``, and no dropout RNG. Within a version fields were only ever added, and a file without
+them still reads (the run id and the change log since the run ids; the monitor's figures and partly gathered
+history points since the trainer's state became one value); the files in ``tests/data`` (version 1) are
+checked to load and resume.
 
 This module knows the format only: it reads and writes a ``TrainerState`` and never the trainer, which
 makes one (``Trainer.state_dict``) and takes one back (``Trainer.load_state_dict``).
@@ -40,12 +45,16 @@ from typing import Protocol
 
 import numpy as np
 
+from .cells import make_cell
 from .config import ConfigError, HyperParams, TrainConfig
 from .corpus import CorpusError, Vocab
+from .model import CharRNN, layout_of
 from .state import Change, Sample, TrainerState
 
 FORMAT = "rnntui-checkpoint"
-VERSION = 1
+VERSION = 2
+#: The versions this module reads (see the module docstring).
+READS = (1, 2)
 #: How many of the latest samples a checkpoint keeps.
 SAMPLES_KEPT = 10
 
@@ -188,7 +197,7 @@ def _arrays_and_header(state: TrainerState) -> tuple[dict[str, np.ndarray], dict
     for slot, per_param in state.optimizer["state"].items():
         for k, a in per_param.items():
             arrays[f"opt.{slot}.{k}"] = a
-    arrays["h"] = state.h
+    arrays["state"] = np.array(state.h)  # (layers, states, B, H)
     arrays["monitor.x"] = np.asarray(state.monitor["x"], np.float64)
     for name, hist in state.history.items():
         arrays[f"hist.{name}.steps"] = hist["steps"]
@@ -204,8 +213,10 @@ def _arrays_and_header(state: TrainerState) -> tuple[dict[str, np.ndarray], dict
         "elapsed": state.elapsed,
         "stream": state.stream,
         "optimizer": {"name": state.optimizer["name"], "t": state.optimizer["t"]},
-        "monitor": {"sigma": state.monitor.get("sigma"), "fired": [bool(f) for f in state.monitor.get("fired", ())]},
+        "monitor": {"sigma": state.monitor.get("sigma"), "sigmas": state.monitor.get("sigmas"),
+                    "fired": [bool(f) for f in state.monitor.get("fired", ())]},
         "rng": state.rng,
+        "dropout_rng": state.dropout_rng,
         "loss": state.loss,
         "loss_ema": state.loss_ema,
         "val_loss": state.val_loss,
@@ -305,12 +316,11 @@ class Checkpoint:
         return int(self.header["step"])
 
     def model(self):
-        """A :class:`CharRNN` with this checkpoint's parameters and vocabulary."""
-        from .model import PARAM_NAMES, CharRNN
-
+        """A :class:`CharRNN` with this checkpoint's cell, layers, parameters and vocabulary."""
         cfg = self.config
-        m = CharRNN(self.vocab.size, cfg.hidden_size, dtype=np.dtype(cfg.dtype), chars=self.vocab.chars)
-        for k in PARAM_NAMES:
+        m = CharRNN(self.vocab.size, cfg.hidden_size, dtype=np.dtype(cfg.dtype), chars=self.vocab.chars,
+                    cell=cfg.cell, layers=cfg.layers, dropout=cfg.dropout)
+        for k in m.params:
             m.params[k][...] = self.arrays[f"param.{k}"]
         return m
 
@@ -351,7 +361,7 @@ class Checkpoint:
                 history[series] = {"steps": a, "values": values, "stride": _count(strides.get(series, 1), "stride"),
                                    "pending": _pending(pending.get(series), series)}
         monitor = hd.get("monitor", {})  # none before the trainer's state was one value
-        fired, sigma = monitor.get("fired", []), monitor.get("sigma")
+        fired, sigma, sigmas = monitor.get("fired", []), monitor.get("sigma"), monitor.get("sigmas")
         if not isinstance(fired, list) or not all(isinstance(f, bool) for f in fired):
             raise ValueError(f"monitor.fired is {fired!r}, not a list of true and false")
         run_id = hd.get("run_id")  # none in a checkpoint from before run ids
@@ -360,10 +370,11 @@ class Checkpoint:
         step = _count(hd["step"], "step")
         return TrainerState(
             config=self.config, hyper=self.hyper, vocab=self.vocab.chars, corpus_path=str(hd.get("corpus_path", "")),
-            run_id=run_id, params=params, optimizer=optimizer, h=arrays["h"],
+            run_id=run_id, params=params, optimizer=optimizer, h=_carried(hd, arrays),
+            dropout_rng=hd.get("dropout_rng"),
             stream={"position": _count(hd["stream"]["position"], "stream position"),
                     "epoch": _count(hd["stream"]["epoch"], "epoch")},
-            rng=hd["rng"], monitor={"x": arrays["monitor.x"], "sigma": sigma, "fired": fired},
+            rng=hd["rng"], monitor={"x": arrays["monitor.x"], "sigma": sigma, "sigmas": sigmas, "fired": fired},
             step=step, chars_seen=_count(hd["chars_seen"], "chars_seen"), elapsed=_number(hd["elapsed"], "elapsed"),
             loss=_number(hd["loss"], "loss", None), loss_ema=_number(hd["loss_ema"], "loss_ema", None),
             val_loss=_number(hd["val_loss"], "val_loss", None),
@@ -401,18 +412,21 @@ def load(path: str | os.PathLike, given_as: str = "the checkpoint path") -> Chec
         raise CheckpointError(f"checkpoint header is corrupt: {p}")
     if header.get("format") != FORMAT:
         raise CheckpointError(f"not an rnntui checkpoint: {p}")
-    if header.get("version") != VERSION:
+    if header.get("version") not in READS:
         raise CheckpointError(
             f"checkpoint format version {header.get('version')} is not supported by this rnntui "
-            f"(which reads version {VERSION}): {p}"
+            f"(which reads versions {', '.join(map(str, READS))}): {p}"
         )
     ckpt = Checkpoint(str(p), header, arrays)
     try:
         cfg = ckpt.config.validated()
         vocab = ckpt.vocab
         H, V = cfg.hidden_size, vocab.size
-        want = {"param.u": (H, V), "param.w": (H, H), "param.v": (V, H), "param.bh": (H, 1), "param.by": (V, 1),
-                "h": (H, cfg.batch_size)}
+        want = {f"param.{k}": shape for k, shape in layout_of(cfg.cell, V, H, cfg.layers).shapes.items()}
+        if header["version"] == 1:
+            want["h"] = (H, cfg.batch_size)
+        else:
+            want["state"] = (cfg.layers, len(make_cell(cfg.cell).state_names), cfg.batch_size, H)
         for k, shape in want.items():
             if k not in arrays or arrays[k].shape != shape:
                 raise CheckpointError(f"checkpoint is inconsistent ({k} missing or of the wrong shape): {p}")
@@ -428,6 +442,13 @@ def load(path: str | os.PathLike, given_as: str = "the checkpoint path") -> Chec
     except (ConfigError, CorpusError, TypeError, KeyError, AttributeError) as e:
         raise CheckpointError(f"checkpoint header is invalid ({e}): {p}") from None
     return ckpt
+
+
+def _carried(header: dict, arrays: dict) -> list[tuple]:
+    """The carried state, per layer a tuple of (B, H) rows: version 1 held the one layer's h as (H, B) columns."""
+    if header["version"] == 1:
+        return [(np.ascontiguousarray(arrays["h"].T),)]
+    return [tuple(layer) for layer in arrays["state"]]
 
 
 def _count(v, name: str) -> int:

@@ -21,7 +21,17 @@ import numpy as np
 from . import __version__
 from .checkpoint import CheckpointError, check_writable, claim, describe, header_of, may_replace
 from .checkpoint import load as _load
-from .config import CLIP_MODES, DTYPES, INITS, LECTURE_SETTINGS, OPTIMIZERS, ConfigError, HyperParams, TrainConfig
+from .config import (
+    CELLS,
+    CLIP_MODES,
+    DTYPES,
+    INITS,
+    LECTURE_SETTINGS,
+    OPTIMIZERS,
+    ConfigError,
+    HyperParams,
+    TrainConfig,
+)
 from .corpus import LARGE_VOCAB, Corpus, CorpusError, Vocab, printable, read_text
 
 EXIT_USAGE = 2
@@ -84,6 +94,11 @@ C = TrainConfig()
 @_hyper_option("--clip", type=float, default=D.clip, help="Clip threshold.")
 @click.option("--init", type=click.Choice(INITS), default=C.init, show_default=True,
               help="scaled: U(±1/√H); lecture: N(0, 0.01²).")
+@click.option("--cell", type=click.Choice(CELLS, case_sensitive=False), default=C.cell, show_default=True,
+              help="rnn: the lecture's tanh RNN; lstm, gru: PyTorch's nn.LSTM / nn.GRU cells.")
+@click.option("--layers", type=int, default=C.layers, show_default=True, help="Stacked layers of the cell (1–4).")
+@click.option("--dropout", type=float, default=C.dropout, show_default=True,
+              help="Dropout between layers while training (0 ≤ P < 1; needs --layers 2 or more).")
 @click.option("--lecture", is_flag=True,
               help="The lecture's settings: adagrad, lr 0.1, element clip ±5, N(0, 0.01²) init.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=C.dtype, show_default=True,
@@ -338,6 +353,11 @@ def sample(checkpoint, prime, length, temperature, seed):
 @click.option("--checkpoint", type=str, default=None, metavar="PATH",
               help="Check this checkpoint's model (on a random batch of its vocabulary) instead of a small random one.")
 @click.option("--hidden-size", type=int, default=8, show_default=True)
+@click.option("--cell", type=click.Choice(CELLS, case_sensitive=False), default="rnn", show_default=True,
+              help="The random model's cell (a --checkpoint has its own).")
+@click.option("--layers", type=int, default=1, show_default=True, help="The random model's layers (1–4).")
+@click.option("--dropout", type=float, default=0.0, show_default=True,
+              help="The random model's dropout between layers: one fixed mask is drawn and checked through.")
 @click.option("--vocab-size", type=int, default=10, show_default=True)
 @click.option("--seq-length", type=int, default=6, show_default=True)
 @click.option("--batch-size", type=int, default=3, show_default=True)
@@ -345,8 +365,10 @@ def sample(checkpoint, prime, length, temperature, seed):
               "model, 40 for a checkpoint]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threshold", type=float, default=1e-6, show_default=True, help="Largest relative error that passes.")
-def gradcheck(checkpoint, hidden_size, vocab_size, seq_length, batch_size, entries, seed, threshold):
-    """Compare the BPTT gradients with complex-step derivatives in float64, equation by equation."""
+def gradcheck(checkpoint, hidden_size, cell, layers, dropout, vocab_size, seq_length, batch_size, entries, seed,
+              threshold):
+    """Compare the BPTT gradients with complex-step derivatives in float64, equation by equation: every parameter
+    tensor and every layer's initial state (h0, and c0 for the lstm)."""
     from . import gradcheck as gc
 
     for name, value in (("--hidden-size", hidden_size), ("--vocab-size", vocab_size),
@@ -355,6 +377,10 @@ def gradcheck(checkpoint, hidden_size, vocab_size, seq_length, batch_size, entri
     _positive("--seed", seed, allow_zero=True)
     if not threshold > 0 or not np.isfinite(threshold):
         raise UsageProblem(f"--threshold must be a positive number, got {threshold}")
+    try:
+        TrainConfig(cell=cell, layers=layers, dropout=dropout).validated()
+    except ConfigError as e:
+        raise UsageProblem(str(e)) from None
     rng = np.random.default_rng(seed)
     if checkpoint:
         try:
@@ -366,12 +392,15 @@ def gradcheck(checkpoint, hidden_size, vocab_size, seq_length, batch_size, entri
         entries = entries or 40
         x = rng.integers(0, vocab_size, (batch_size, seq_length))
         y = rng.integers(0, vocab_size, (batch_size, seq_length))
-        h0 = np.tanh(rng.standard_normal((model.H, batch_size)))
-        where = f"checkpoint {checkpoint} (H={model.H}, V={model.V})"
+        h0 = gc.random_state(model, batch_size, rng)
+        where = f"checkpoint {checkpoint} ({_architecture(model)}, H={model.H}, V={model.V})"
     else:
-        model, x, y, h0 = gc.random_problem(vocab_size, hidden_size, batch_size, seq_length, seed)
-        where = f"random model (H={hidden_size}, V={vocab_size})"
-    results = [gc.check_forward(model, x, y, h0), *gc.check_model(model, x, y, h0, entries=entries, seed=seed)]
+        model, x, y, h0 = gc.random_problem(vocab_size, hidden_size, batch_size, seq_length, seed, cell=cell.lower(),
+                                            layers=layers, dropout=dropout)
+        where = f"random model ({_architecture(model)}, H={hidden_size}, V={vocab_size})"
+    masks = gc.random_masks(model, batch_size, seq_length, seed)
+    results = [gc.check_forward(model, x, y, h0, masks),
+               *gc.check_model(model, x, y, h0, masks, entries=entries, seed=seed)]
     click.echo(f"gradient check, float64, {gc.METHOD}, {where}, B={batch_size}, T={seq_length}")
     click.echo(gc.format_table(results))
     worst = max(results, key=lambda r: np.nan_to_num(r.max_error, nan=np.inf))  # a NaN error fails
@@ -381,6 +410,13 @@ def gradcheck(checkpoint, hidden_size, vocab_size, seq_length, batch_size, entri
                    f"numeric {worst.numeric:.10g}", err=True)
         raise click.exceptions.Exit(1)
     click.echo(f"all passed: largest relative error {worst.max_error:.2e} < {threshold:g}")
+
+
+def _architecture(model) -> str:
+    """``lstm, 2 layers, dropout 0.3 (one fixed mask)``: what a model is, for the check's header."""
+    layers = f", {model.layers} layers" if model.layers > 1 else ""
+    dropout = f", dropout {model.dropout:g} (one fixed mask)" if model.dropout > 0 and model.layers > 1 else ""
+    return f"{model.cell}{layers}{dropout}"
 
 
 def run(argv=None) -> int:

@@ -15,6 +15,10 @@ OPTIMIZERS = ("adam", "adagrad", "rmsprop", "momentum", "sgd")
 CLIP_MODES = ("global", "element", "none")
 DTYPES = ("float32", "float64")
 INITS = ("scaled", "lecture")
+#: The recurrent cells (rnntui.cells): the lecture's tanh RNN, PyTorch's LSTM and GRU.
+CELLS = ("rnn", "lstm", "gru")
+#: How many layers a model may stack.
+MAX_LAYERS = 4
 
 #: The lecture's recipe: Adagrad lr 0.1, element-wise clip to ±5, N(0, 0.01²) init.
 LECTURE_SETTINGS = {"optimizer": "adagrad", "lr": 0.1, "clip_mode": "element", "clip": 5.0, "init": "lecture"}
@@ -129,6 +133,9 @@ class TrainConfig:
     dtype: str = "float32"
     seed: int = 0
     init: str = "scaled"
+    cell: str = "rnn"
+    layers: int = 1
+    dropout: float = 0.0  # between layers, on the non-recurrent connections (while training)
     val_fraction: float = 0.1
     val_chars: int = 20_000
     hyper: HyperParams = field(default_factory=HyperParams)
@@ -137,6 +144,13 @@ class TrainConfig:
         val_fraction = _finite("val fraction", self.val_fraction)
         if not 0 <= val_fraction < 0.9:
             raise ConfigError(f"val fraction must be at least 0 and below 0.9, got {val_fraction:g}")
+        layers = _int_range("layers", self.layers, 1, MAX_LAYERS)
+        dropout = _finite("dropout", self.dropout)
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"dropout must be at least 0 and below 1, got {dropout:g}")
+        if dropout > 0 and layers == 1:
+            raise ConfigError(f"dropout {dropout:g} acts between layers and there is one; give layers 2 or more, "
+                              "or dropout 0")
         return TrainConfig(
             hidden_size=_int_range("hidden size", self.hidden_size, 1, 8192),
             seq_length=_int_range("seq length", self.seq_length, 1, 100_000),
@@ -144,6 +158,9 @@ class TrainConfig:
             dtype=_choice("dtype", self.dtype, DTYPES),
             seed=_int_range("seed", self.seed, 0, 2**32 - 1),
             init=_choice("init", self.init, INITS),
+            cell=_choice("cell", self.cell, CELLS),
+            layers=layers,
+            dropout=dropout,
             val_fraction=val_fraction,
             val_chars=_int_range("val chars", self.val_chars, 1, 10**9),
             hyper=self.hyper.validated(),

@@ -1,172 +1,272 @@
-"""CharRNN: the lecture's vanilla RNN, its forward pass and backpropagation through time.
+"""CharRNN: a character-level recurrent network — a stack of cells under a softmax output layer — its forward pass
+and backpropagation through time, for any cell of :mod:`rnntui.cells` (rnn, lstm, gru) and 1 to 4 layers.
 
-    h_t = tanh(u·x_t + w·h_{t−1} + b_h)        x_t one-hot, so u·x_t is a column of u
-    ŷ_t = softmax(v·h_t + b_y)
-    E   = −Σ_t log ŷ_t[target_t]               summed over T steps, averaged over B sequences
+    state_t = cell(x_t, state_{t−1})            per layer; layer 1 reads the characters, layer k > 1 reads
+                                                layer k−1's h_t (times a dropout mask while training)
+    ŷ_t = softmax(v·h_t + b_y)                  h_t the top layer's
+    E   = −Σ_t log ŷ_t[target_t]                summed over T steps, averaged over B sequences
 
-Shapes in the lecture's convention, batch in columns: ``u`` (H, V), ``w`` (H, H),
-``v`` (V, H), ``bh`` (H, 1), ``by`` (V, 1), a hidden state ``h`` is (H, B).
+The default is the lecture's model: one layer of the vanilla cell, h_t = tanh(u·x_t + w·h_{t−1} + b_h), x_t
+one-hot, with the lecture's names and shapes ``u`` (H, V), ``w`` (H, H), ``bh`` (H, 1), ``v`` (V, H),
+``by`` (V, 1) (rnntui/lecture.py is its readable reference; the cells' reference loops are the others').
 
-How a pass is laid out (for speed; README "Performance"). The five parameters are views of one
-flat vector (:class:`Packed`), stacked as the weights of the network's two affine maps::
+Parameter names: a cell tensor of layer k is named as in its cell (rnn ``u, w, bh``; lstm and gru ``w_ih,
+w_hh, b_ih, b_hh`` in PyTorch's layout) with one layer, ``f"{name}_l{k}"`` (k = 0 at the bottom) with more;
+the output layer's are ``v`` and ``by``. A gate block of a tensor is ``f"{tensor}[{gate}]"`` (``w_hh_l1[f]``).
+Shapes are the cells' own, except that the vanilla cell's bias is the lecture's column (H, 1).
 
-    z_t = [h_{t−1}ᵀ 1 x_tᵀ]·Wz      Wz = [wᵀ; b_hᵀ; uᵀ]   (H+1+V, H)
-    q_t = [h_tᵀ 1]·Wq               Wq = [vᵀ; b_yᵀ]       (H+1, V)
+How a pass is laid out (for speed; README "Performance"). Every tensor is a contiguous segment of one
+flat vector (:class:`Packed`, in the order of its :class:`Layout`: layer 0's tensors, …, then v, b_y), so
+clipping, the update rules and the monitor work on one vector, and gradients, optimizer state and updates
+share the layout. Inside a pass the per-step matrices are rows, time-major (row t·B + b is step t of
+sequence b), as the cells take them (:mod:`rnntui.cells.base`): only the recurrence loops over t, in the
+cells; the output layer, softmax, ∂E/∂v, ∂E/∂b_y and vᵀ·(ŷ − y) run once for all T steps. The arrays of a
+pass are kept for the next pass of the same shape, and a large batch is split into parts that run on the
+CPU cores at once (:mod:`rnntui.parallel`).
 
-so clipping, the update rules and the monitor work on one vector, and each gradient is written
-straight into its place. Inside a pass the per-step matrices are stored transposed, one row per
-(time step, sequence), time-major: ``hs[t·B + b] = h_t[:, b]``, so every h_t is a contiguous
-(B, H) block. Only the recurrence loops over t; u·x_t + b_h (a gather of columns of u), the
-output layer, softmax, ∂E/∂v, ∂E/∂b_y and vᵀ·(ŷ − y) run once for all T steps, and so do ∂E/∂w
-and [∂E/∂b_h; ∂E/∂u], the latter as one product with the one-hot inputs [1 | x_tᵀ] (cheaper than
-a scatter-add). The arrays of a pass are kept for the next pass of the same shape, and a large
-batch is split into parts that run on the CPU cores at once (:mod:`rnntui.parallel`).
+Dropout (``dropout`` > 0, two layers or more) multiplies the inputs of layers 2 … N by masks the caller
+draws (:meth:`CharRNN.draw_masks`, from its own generator: the trainer's is part of its state) and hands to
+:meth:`CharRNN.loss_and_grads`; without masks nothing is dropped (validation, sampling, checks).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 
 import numpy as np
 
 from . import parallel
+from .cells import Saturation, Stack, make_cell
 
+#: The lecture's model's parameters (the vanilla cell, one layer), in the order the lecture lists them.
 PARAM_NAMES = ("u", "w", "v", "bh", "by")
+#: The output layer's parameters (no layer suffix).
+OUTPUT_NAMES = ("v", "by")
 #: |h| above this counts as a saturated tanh unit (its gradient 1 − h² < 0.02).
 SATURATION_LEVEL = 0.99
-#: Where each tensor sits in the flat vector, in order: wᵀ, b_hᵀ, uᵀ (= Wz), vᵀ, b_yᵀ (= Wq).
-FLAT_ORDER = ("w", "bh", "u", "v", "by")
 #: Work buffers are kept for this many batch shapes (training and validation need two).
 KEEP_SHAPES = 4
+INITS = ("scaled", "lecture")
+
+_SUFFIX = re.compile(r"_l(\d+)$")
 
 
-@lru_cache(maxsize=16)
-def _segment_starts(H: int, V: int) -> np.ndarray:
-    sizes = {"w": H * H, "bh": H, "u": V * H, "v": H * V, "by": V}
-    starts = np.cumsum([0] + [sizes[k] for k in FLAT_ORDER[:-1]])
+def tensor_name(name: str, layer: int, layers: int) -> str:
+    """A cell tensor's name in the model: ``name`` with one layer, ``f"{name}_l{layer}"`` (0 = bottom) with more."""
+    return name if layers == 1 else f"{name}_l{layer}"
+
+
+def layer_of(name: str) -> int | None:
+    """The layer (0 = bottom) of a parameter, gate block or σmax name (``w_hh_l1[f]`` → 1, ``u`` → 0); None for the
+    output layer's ``v`` and ``by``."""
+    base = name.partition("[")[0]
+    if base in OUTPUT_NAMES:
+        return None
+    m = _SUFFIX.search(base)
+    return int(m.group(1)) if m else 0
+
+
+# -- the flat parameter vector ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Where each tensor of a model sits in its flat vector (:func:`layout_of`).
+
+    ``names``/``shapes``: the tensors in flat order, each a C-contiguous segment (``bounds``: name, start, end).
+    ``layer_tensors[k]``: layer k's tensors as (cell's name, model's name, cell's shape). ``gate_blocks``: the
+    gate blocks of the tensors that have them, (label, tensor, start, end), each contiguous too.
+    ``recurrent[k]``: layer k's recurrent matrix and the σmax name of each of its gate blocks (rnn: the matrix).
+    """
+
+    key: tuple[str, int, int, int]  # (cell, V, H, layers)
+    names: tuple[str, ...]
+    shapes: dict
+    bounds: tuple[tuple[str, int, int], ...]
+    size: int
+    starts: np.ndarray
+    layer_tensors: tuple
+    gate_blocks: tuple[tuple[str, str, int, int], ...]
+    recurrent: tuple[tuple[str, tuple[str, ...]], ...]
+
+    cell = property(lambda self: self.key[0])
+    V = property(lambda self: self.key[1])
+    H = property(lambda self: self.key[2])
+    layers = property(lambda self: self.key[3])
+
+    def __reduce__(self):  # pickled as what it is of, rebuilt (and shared) on the other side
+        return layout_of, self.key
+
+    @property
+    def sigma_names(self) -> tuple[str, ...]:
+        """Every recurrent block's σmax name, bottom layer first."""
+        return tuple(n for _, names in self.recurrent for n in names)
+
+
+@lru_cache(maxsize=32)
+def layout_of(cell: str, vocab_size: int, hidden_size: int, layers: int = 1) -> Layout:
+    """The flat layout of a model of ``layers`` layers of ``cell`` over ``vocab_size`` characters, ``hidden_size``
+    units each: layer 0's tensors in the cell's spec order, …, then v (V, H) and b_y (V, 1)."""
+    V, H, L = int(vocab_size), int(hidden_size), int(layers)
+    stack = Stack(make_cell(cell), V, H, L)
+    names, shapes, layer_tensors, recurrent, blocked = [], {}, [], [], []
+    for k, specs in enumerate(stack.specs()):
+        pairs = []
+        for s in specs:
+            name = tensor_name(s.name, k, L)
+            # the vanilla cell's bias as the lecture's column
+            shapes[name] = s.shape + (1,) if cell == "rnn" and len(s.shape) == 1 else s.shape
+            names.append(name)
+            pairs.append((s.name, name, s.shape))
+            if len(s.blocks) > 1:
+                blocked.append((name, s.blocks))
+        layer_tensors.append(tuple(pairs))
+        w_hh = tensor_name(stack.cell.w_hh, k, L)
+        gates = stack.cell.gates
+        recurrent.append((w_hh, (w_hh,) if len(gates) == 1 else tuple(f"{w_hh}[{g}]" for g in gates)))
+    names += list(OUTPUT_NAMES)
+    shapes.update(v=(V, H), by=(V, 1))
+    sizes = [math.prod(shapes[n]) for n in names]
+    starts = np.cumsum([0] + sizes[:-1])
+    bounds = tuple((n, int(a), int(a) + s) for n, a, s in zip(names, starts, sizes, strict=True))
+    where = {n: a for n, a, _ in bounds}
+    gate_blocks = []
+    for name, gates in blocked:
+        step = math.prod(shapes[name]) // len(gates)
+        gate_blocks += [(f"{name}[{g}]", name, where[name] + j * step, where[name] + (j + 1) * step)
+                        for j, g in enumerate(gates)]
     starts.flags.writeable = False
-    return starts
-
-
-@lru_cache(maxsize=16)
-def _segment_bounds(H: int, V: int) -> tuple[tuple[str, int, int], ...]:
-    """(name, start, end) of each tensor's segment of a packed vector, in FLAT_ORDER."""
-    starts = _segment_starts(H, V).tolist()
-    ends = starts[1:] + [(H + 1 + V) * H + (H + 1) * V]
-    return tuple(zip(FLAT_ORDER, starts, ends, strict=True))
+    return Layout((cell, V, H, L), tuple(names), shapes, bounds, int(sum(sizes)), starts, tuple(layer_tensors),
+                  tuple(gate_blocks), tuple(recurrent))
 
 
 class Packed(dict):
-    """``u, w, v, bh, by`` as views of one flat vector, in the lecture's shapes.
+    """A model's tensors, by name, as views of one flat vector (``flat``) in a :class:`Layout`.
 
-    The vector holds ``Wz = [wᵀ; b_hᵀ; uᵀ]`` (H+1+V, H) then ``Wq = [vᵀ; b_yᵀ]`` (H+1, V), so each
-    tensor is one contiguous segment of it (transposed). Parameters, gradients, optimizer state
-    and updates share this layout, so whole-vector work (clipping, an update rule, norms) is one
-    NumPy call on ``flat``. Replace an entry and the link is gone: ``flat`` is then None, and
-    such code falls back to the entries one by one.
+    Parameters, gradients, optimizer state and updates share this layout, so whole-vector work (clipping, an
+    update rule, norms) is one NumPy call on ``flat``. The entries cannot be replaced: assigning one
+    (``p["w"] = a``) copies ``a`` into it, so the flat vector always holds every tensor. ``layers[k]`` holds
+    layer k's tensors as the cells take them (their own names and shapes, views of the same vector).
     """
 
-    def __init__(self, flat: np.ndarray, hidden_size: int, vocab_size: int):
-        H, V = int(hidden_size), int(vocab_size)
-        K = H + 1 + V
-        if flat.shape != (K * H + (H + 1) * V,):
-            raise ValueError(f"a packed vector for H={H}, V={V} has {K * H + (H + 1) * V} entries, got {flat.shape}")
-        self.H, self.V = H, V
-        self._flat = flat
-        self.Wz = flat[:K * H].reshape(K, H)
-        self.Wq = flat[K * H:].reshape(H + 1, V)
-        super().__init__(u=self.Wz[H + 1:].T, w=self.Wz[:H].T, v=self.Wq[:H].T, bh=self.Wz[H:H + 1].T,
-                         by=self.Wq[H:].T)
-        self._intact = True
-        #: start of each segment in ``flat``, in FLAT_ORDER (for np.ufunc.reduceat)
-        self.starts = _segment_starts(H, V)
-        #: each tensor's segment of ``flat`` (1-D, contiguous), by name
-        self.flat_segments = self.segments(flat)
+    def __init__(self, flat: np.ndarray, layout: Layout):
+        if flat.shape != (layout.size,):
+            raise ValueError(f"a packed vector of this layout has {layout.size} entries, got {flat.shape}")
+        super().__init__((n, flat[a:b].reshape(layout.shapes[n])) for n, a, b in layout.bounds)
+        self.flat = flat
+        self.layout = layout
+        #: start of each tensor's segment in ``flat``, in layout order (for np.ufunc.reduceat)
+        self.starts = layout.starts
+
+    @cached_property
+    def flat_segments(self) -> dict[str, np.ndarray]:
+        """Each tensor's segment of ``flat`` (1-D, contiguous), by name."""
+        return self.segments(self.flat)
+
+    @cached_property
+    def layers(self) -> list[dict[str, np.ndarray]]:
+        """Layer k's tensors as the cells take them: their own names and shapes (views)."""
+        get = super().__getitem__
+        return [{cname: get(name).reshape(shape) for cname, name, shape in tensors}
+                for tensors in self.layout.layer_tensors]
 
     @classmethod
-    def empty(cls, hidden_size: int, vocab_size: int, dtype) -> Packed:
-        H, V = int(hidden_size), int(vocab_size)
-        return cls(np.empty((H + 1 + V) * H + (H + 1) * V, dtype), H, V)
+    def empty(cls, layout: Layout, dtype) -> Packed:
+        return cls(np.empty(layout.size, dtype), layout)
 
     @classmethod
-    def zeros(cls, hidden_size: int, vocab_size: int, dtype) -> Packed:
-        p = cls.empty(hidden_size, vocab_size, dtype)
-        p._flat[...] = 0
-        return p
+    def zeros(cls, layout: Layout, dtype) -> Packed:
+        return cls(np.zeros(layout.size, dtype), layout)
 
-    @classmethod
-    def of(cls, tensors: dict[str, np.ndarray], dtype=None) -> Packed:
-        """A packed copy of ``tensors`` (any dict of u, w, v, bh, by)."""
-        H, V = tensors["u"].shape
-        p = cls.empty(H, V, dtype or tensors["u"].dtype)
-        for k in PARAM_NAMES:
-            p[k][...] = tensors[k]
-        return p
+    def like(self, fill: float | None = None, dtype=None) -> Packed:
+        """A Packed of this layout, filled with ``fill`` (or left empty)."""
+        new = Packed.empty(self.layout, dtype or self.flat.dtype)
+        if fill is not None:
+            new.flat[...] = fill
+        return new
 
-    @property
-    def flat(self) -> np.ndarray | None:
-        """The flat vector behind the entries, or None once an entry was replaced."""
-        return self._flat if self._intact else None
+    def clone(self, dtype=None) -> Packed:
+        """A copy (in ``dtype``, default this one's)."""
+        return Packed(self.flat.astype(dtype or self.flat.dtype, copy=True), self.layout)
 
     def segments(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """``flat`` (a vector in this layout) cut into its five tensors' segments, by name."""
-        return {k: flat[a:b] for k, a, b in _segment_bounds(self.H, self.V)}
+        """``flat`` (a vector in this layout) cut into its tensors' segments, by name."""
+        return {k: flat[a:b] for k, a, b in self.layout.bounds}
 
-    def __reduce__(self):  # copies and pickles are plain dicts of plain arrays
-        return dict, (dict(self),)
+    def __setitem__(self, name, value) -> None:
+        a = self[name]
+        if np.shape(value) != a.shape:
+            raise ValueError(f"{name} is {a.shape}, got an array of shape {np.shape(value)}")
+        np.copyto(a, value)
 
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("a Packed holds a fixed set of tensors, views of its flat vector; assign into them instead")
 
-def _unlinking(name: str):
-    """``dict.<name>``, also marking the Packed as no longer backed by its flat vector."""
-    method = getattr(dict, name)
+    __delitem__ = pop = popitem = setdefault = clear = update = __ior__ = _refuse
 
-    def change(self, *args, **kwargs):
-        self._intact = False
-        return method(self, *args, **kwargs)
-
-    change.__name__ = name
-    return change
-
-
-for _name in ("__setitem__", "__delitem__", "__ior__", "update", "pop", "popitem", "setdefault", "clear"):
-    setattr(Packed, _name, _unlinking(_name))
+    def __reduce__(self):  # a copy or a pickle: the flat vector (copied) in the same layout
+        return Packed, (self.flat, self.layout)
 
 
 def packed_pair(*dicts) -> list[np.ndarray] | None:
-    """The flat vectors of ``dicts`` if all are intact :class:`Packed` of one layout, else None."""
+    """The flat vectors of ``dicts`` if all are :class:`Packed` of one layout, else None."""
     first = dicts[0]
     if not isinstance(first, Packed):
         return None
-    flats = []
-    for d in dicts:
-        flat = d.flat if isinstance(d, Packed) and (d.H, d.V) == (first.H, first.V) else None
-        if flat is None:
-            return None
-        flats.append(flat)
-    return flats
+    if not all(isinstance(d, Packed) and d.layout.key == first.layout.key for d in dicts):
+        return None
+    return [d.flat for d in dicts]
+
+
+# -- what a pass leaves ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassFigures:
+    """The last loss followed back through a pass, and the pass's gate figures.
+
+    ``logs[k]``: layer k's log ‖∂E_T/∂h_{T−d}‖ (and ``"c"`` for the lstm) for d = 0 … T (see
+    :func:`rnntui.cells.reach_back`; Frobenius norms over the whole batch, float64). ``gates[k]``: layer k's
+    :class:`~rnntui.cells.Saturation` figures; ``saturation``: the share of the top layer's |h| > SATURATION_LEVEL.
+    """
+
+    logs: list
+    gates: tuple
+    saturation: float
 
 
 @dataclass(frozen=True)
 class StepDiagnostics:
     """Per-step figures from one forward/backward pass.
 
-    ``dh_norms[t]``  ‖∂E/∂h_t‖ (Frobenius over the batch) for t = 0 … T−1.
-    ``hs`` the tanh activations, one row per (step, sequence): (T·B, H); ``ps`` the softmax
-    outputs, (T·B, V). When the batch was split into P parts, one block per part:
-    (P, T·B/P, H) and (P, T·B/P, V). Both are views of the model's work buffers, valid until its
-    next pass.
-    ``saturated`` ``(hs, n)``: n activations of that very ``hs`` array have |h| > SATURATION_LEVEL,
-    counted during the pass while they were in the cache (a copy given another ``hs`` counts anew).
+    ``dh_norms[t]``  ‖∂E/∂h_t‖ of the top layer (Frobenius over the batch) for t = 0 … T−1.
+    ``dh0``: ∂E/∂(the initial state) in the form the state was given (the lecture's (H, B) columns, or per
+    layer a tuple of (B, H) rows); ``dstate0`` always the latter.
+    ``saturation``: the share of the top layer's |h| > SATURATION_LEVEL, counted in the pass.
+    ``hs`` the top layer's h, one row per (step, sequence): (T·B, H); ``ps`` the softmax outputs, (T·B, V). When
+    the batch was split into P parts, one block per part: (P, T·B/P, H) and (P, T·B/P, V). ``ps`` and
+    :meth:`figures` read the model's work buffers: valid until its next pass of this shape.
     """
 
     dh_norms: np.ndarray
-    hs: np.ndarray
-    ps: np.ndarray
-    dh0: np.ndarray  # (H, B): ∂E/∂h_0
-    saturated: tuple[np.ndarray, int] | None = field(default=None, repr=False, compare=False)
+    dh0: object
+    saturation: float = 0.0
+    dstate0: list = field(default_factory=list, repr=False)
+    buffers: object = field(default=None, repr=False, compare=False)
+    targets: np.ndarray | None = field(default=None, repr=False, compare=False)
+    stack: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def hs(self) -> np.ndarray:
+        return self.buffers.hs()
+
+    @property
+    def ps(self) -> np.ndarray:
+        return self.buffers.ps()
 
     def by_step(self, T: int) -> tuple[np.ndarray, np.ndarray]:
         """``hs`` and ``ps`` as (T, B, H) and (T, B, V), sequences in batch order (a copy when the batch was split)."""
@@ -177,14 +277,9 @@ class StepDiagnostics:
             return a.reshape(P, T, -1, a.shape[-1]).transpose(1, 0, 2, 3).reshape(T, -1, a.shape[-1])
         return steps(self.hs), steps(self.ps)
 
-    def last_loss_back(self, w: np.ndarray, v: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """:func:`last_loss_back` of this pass (``targets`` (B, T), ``w`` and ``v`` the weights it ran on)."""
-        targets = np.asarray(targets)
-        T = targets.shape[1]
-        hs, ps = self.by_step(T)
-        dy = np.array(ps[T - 1])  # ŷ_T (B, V)
-        dy[np.arange(len(dy)), targets[:, T - 1]] -= 1  # eq-3: − y_T
-        return last_loss_back(w, v, hs, dy)
+    def figures(self, v: np.ndarray) -> PassFigures:
+        """The last loss's reach back through this pass and its gate figures (``v``: the weights it ran on)."""
+        return _figures(self.stack, self.buffers, self.targets, v, self.saturation)
 
 
 def softmax_rows(q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -203,66 +298,44 @@ def softmax_jacobian(s: np.ndarray) -> np.ndarray:
 class _Part:
     """The arrays of passes over ``b`` sequences × ``T`` steps (one part of a batch), reused pass after pass.
 
-    ``hbuf``  ((T+1)·b, H)  row block 0 is h_0ᵀ, block t+1 is h_tᵀ (row t·b + j: sequence j)
-    ``x1``    (T·b, 1+V)    [1 | x_tᵀ], the one-hot input of every step with a 1 before it (for b_h and u)
-    ``ux``    (T·b, H)      u·x_t + b_h of every step (gathered columns of u)
-    ``q``     (V, T·b)      logits, then ŷ; column t·b + j is step t of sequence j
-    ``dy``    (V, T·b)      ∂E/∂q
-    ``dh``, ``dhraw``, ``dhnext``  (T·b, H)  ∂E/∂h_t; ∂E/∂z_t; wᵀ·dhraw_t, what step t sends back to h_{t−1}
-    ``grad``  a flat gradient (the first part writes into the returned one instead)
-    The ``*_at`` lists hold each step's (b, ·) block of these arrays.
+    ``cache``  the layers' work arrays (:class:`rnntui.cells.StackCache`)
+    ``q``      (V, T·b)  logits, then ŷ; column t·b + j is step t of sequence j
+    ``dy``     (V, T·b)  ∂E/∂q
+    ``dh``     (T·b, H)  ∂E/∂h of the top layer from the output layer, then (the cells' backward) its total
+    ``grad``   a gradient of part k > 0 (the first part writes into the returned one)
+    ``hs``     the top layer's h_1 … h_T of the last pass (T·b, H), a view of the cache
     """
 
-    def __init__(self, hbuf: np.ndarray, q: np.ndarray, H: int, V: int, b: int, T: int):
-        N, dtype = T * b, hbuf.dtype
-        self.b, self.T, self.N, self.H = b, T, N, H
-        self.hbuf, self.q = hbuf, q
-        self.x1 = np.zeros((N, 1 + V), dtype)
-        self.x1[:, 0] = 1
-        self.x_idx: np.ndarray | None = None  # the inputs now set in x1 (time-major)
-        self.x1_ones: np.ndarray | None = None  # where their ones are, in x1.ravel()
-        self.rows = np.arange(N)
-        self.x1_rows = self.rows * (1 + V) + 1  # x1.ravel() index of column 1 (input 0) of every row
-        self.ux = np.empty((N, H), dtype)
+    def __init__(self, stack: Stack, layout: Layout, q: np.ndarray, b: int, T: int, dtype):
+        N, H, V = T * b, layout.H, layout.V
+        self.b, self.T, self.N = b, T, N
+        self.cache = stack.new_cache()
+        self.q = q
         self.dy = np.empty((V, N), dtype)
         self.dh = np.empty((N, H), dtype)
-        self.dhraw = np.empty((N, H), dtype)
-        self.dhnext = np.empty((N, H), dtype)
-        self.grad = np.empty((H + 1 + V) * H + (H + 1) * V, dtype)
-        blocks = lambda a: [a[t * b:(t + 1) * b] for t in range(len(a) // b)]  # noqa: E731
-        self.h_at, self.ux_at = blocks(hbuf), blocks(self.ux)
-        self.dh_at, self.dhraw_at, self.dhnext_at = blocks(self.dh), blocks(self.dhraw), blocks(self.dhnext)
+        self.grad = Packed.empty(layout, dtype)
+        self.rows = np.arange(N)
+        self.hs: np.ndarray | None = None
 
     def target_index(self, targets: np.ndarray) -> np.ndarray:
         """Where each step's target y_t is in ``q.ravel()`` (and ``dy.ravel()``), from (b, T) targets."""
         return targets.T.reshape(-1).astype(np.intp) * self.N + self.rows
 
-    def set_inputs(self, x_idx: np.ndarray, h0: np.ndarray) -> None:
-        """h_0 (H, b) into block 0 of hbuf, and the one-hot x_t of every step into x1."""
-        flat = self.x1.reshape(-1)
-        if self.x1_ones is not None:
-            flat[self.x1_ones] = 0
-        self.x_idx = x_idx.astype(np.intp)
-        self.x1_ones = self.x1_rows + self.x_idx
-        flat[self.x1_ones] = 1
-        self.hbuf[:self.b] = h0.T
-
 
 class _Buffers:
-    """A (B, T) batch as ``P`` parts of B/P sequences; their hbuf and q are blocks of one array each."""
+    """A (B, T) batch as ``P`` parts of B/P sequences; their q are blocks of one array."""
 
-    def __init__(self, H: int, V: int, B: int, T: int, parts: int, dtype):
+    def __init__(self, stack: Stack, layout: Layout, B: int, T: int, parts: int, dtype):
         b = B // parts
-        self.hbuf = np.empty((parts, (T + 1) * b, H), dtype)
-        self.q = np.empty((parts, V, T * b), dtype)
-        self.parts = [_Part(self.hbuf[k], self.q[k], H, V, b, T) for k in range(parts)]
+        self.dtype = np.dtype(dtype)
+        self.q = np.empty((parts, layout.V, T * b), dtype)
+        self.parts = [_Part(stack, layout, self.q[k], b, T, dtype) for k in range(parts)]
         self.bounds = [(k * b, (k + 1) * b) for k in range(parts)]
         self.pacer = parallel.Pacer(parts)
 
     def hs(self) -> np.ndarray:
-        """h_t of every step and sequence: (T·B, H), or (P, T·B/P, H) over P parts."""
-        hs = self.hbuf[:, self.parts[0].b:]
-        return hs[0] if len(self.parts) == 1 else hs
+        """The top layer's h_t of every step and sequence: (T·B, H), or (P, T·B/P, H) over P parts (a copy)."""
+        return self.parts[0].hs if len(self.parts) == 1 else np.stack([p.hs for p in self.parts])
 
     def ps(self) -> np.ndarray:
         """ŷ of every step and sequence: (T·B, V), or (P, T·B/P, V) over P parts."""
@@ -270,40 +343,15 @@ class _Buffers:
         return ps[0] if len(self.parts) == 1 else ps
 
 
-def last_loss_back(w: np.ndarray, v: np.ndarray, hs: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """The last step's loss alone, followed back through the recurrence: log ‖∂E_T/∂h_{T−d}‖ for d = 0 … T.
-
-    ``hs`` (T, B, H) holds h_1 … h_T of B sequences as rows, ``dy`` (B, V) their ŷ_T − y_T (eq-3),
-    ``w`` (H, H) and ``v`` (V, H) the weights of the pass that made ``hs``. Index d = T is h_0. The
-    norm is the Frobenius norm over the batch (the sequences' gradients are independent). Each step
-    back is eq-7 then eq-12/13, as in the lecture's loop without the other steps' losses:
-    dhraw = (1 − h²) ⊙ dh, then dhnext = wᵀ·dhraw. The vector is rescaled to norm 1 after every
-    step and the log norms summed, so a gradient that vanishes (or explodes) by 1e-40 over the
-    window stays measurable in float32. Returns float64 log norms; −inf from where it is exactly 0.
-    """
-    T = hs.shape[0]
-    logs = np.full(T + 1, -np.inf)
-    dh = np.dot(dy, v)  # eq-6: vᵀ·(ŷ_T − y_T), one row per sequence
-    dhraw = np.empty_like(dh)
-    acc = 0.0
-    for d in range(T + 1):
-        flat = dh.reshape(-1)
-        n = math.sqrt(float(np.dot(flat, flat)))
-        if not n > 0 or not math.isfinite(n):
-            if not math.isfinite(n):
-                logs[d:] = math.inf if n == math.inf else math.nan
-            break
-        acc += math.log(n)
-        logs[d] = acc
-        if d == T:
-            break
-        dh *= dh.dtype.type(1.0 / n)
-        h = hs[T - 1 - d]  # h_{T−d}
-        np.multiply(h, h, out=dhraw)
-        np.subtract(1, dhraw, out=dhraw)  # eq-7: 1 − h²
-        np.multiply(dhraw, dh, out=dhraw)  # dhraw = (1 − h²) ⊙ ∂E_T/∂h
-        np.dot(dhraw, w, out=dh)  # eq-12/13: dhnext = wᵀ·dhraw, ∂E_T/∂h one step further back
-    return logs
+def _gather(state: list, part: list[tuple], b0: int, b1: int) -> None:
+    """A part's state (rows b0 … b1 of the batch, per layer a tuple) into the batch's ``state``: the part's own
+    arrays when ``state`` is empty (one part), else copied into its rows."""
+    if not state:
+        state.extend(part)
+        return
+    for dst, src in zip(state, part, strict=True):
+        for a, s in zip(dst, src, strict=True):
+            a[b0:b1] = s
 
 
 def _block_sq(a: np.ndarray, T: int) -> np.ndarray:
@@ -312,71 +360,146 @@ def _block_sq(a: np.ndarray, T: int) -> np.ndarray:
     return np.matmul(rows, rows.transpose(0, 2, 1)).reshape(T).astype(np.float64)
 
 
-class CharRNN:
-    """A character-level vanilla RNN with parameters ``u, w, v, bh, by``.
+def _combine_logs(per_part: list[list[dict]]) -> list[dict]:
+    """Log norms over the whole batch from those of its parts: log ‖g‖ = ½ log Σ_parts ‖g_part‖²."""
+    if len(per_part) == 1:
+        return per_part[0]
+    out = []
+    for layer in zip(*per_part, strict=True):
+        with np.errstate(invalid="ignore"):
+            out.append({name: 0.5 * np.logaddexp.reduce(2 * np.stack([p[name] for p in layer]), axis=0)
+                        for name in layer[0]})
+    return out
 
-    ``init="scaled"`` draws u, w, v uniformly from ±1/√H (as PyTorch's nn.RNN does);
-    ``init="lecture"`` draws them from N(0, 0.01²) as the lecture does. Biases start at 0.
-    ``chars`` (optional) is the vocabulary, used to turn text into indices and back.
-    ``threads`` is how a pass uses the CPU cores: ``"auto"``, a number of parts, or ``"blas"``
-    (see :mod:`rnntui.parallel`; default: the ``RNNTUI_THREADS`` environment variable, else auto).
-    A model runs one pass at a time (its work buffers are reused); use a copy (``astype``) to
-    compute on the same weights from another thread.
+
+def _mean_figures(per_part: list[tuple]) -> tuple:
+    """One layer's Saturation figures over equal parts of a batch: the means of theirs."""
+    if len(per_part) == 1:
+        return tuple(per_part[0])
+    return tuple(Saturation(s[0].name, s[0].kind, *(float(np.mean([getattr(x, f) for x in s]))
+                                                     for f in ("mean", "low", "high")))
+                 for s in zip(*per_part, strict=True))
+
+
+def _figures(stack: Stack, buf: _Buffers, targets: np.ndarray, v: np.ndarray, saturation: float) -> PassFigures:
+    """The last loss's reach through the pass in ``buf`` (each part's, combined) and its gate figures."""
+    targets = np.asarray(targets)
+    logs, gates = [], []
+    for part, (b0, b1) in zip(buf.parts, buf.bounds, strict=True):
+        T, b = part.T, part.b
+        dy = part.q[:, (T - 1) * b:].T.astype(np.float64)  # ŷ_T of each sequence (b, V)
+        dy[np.arange(b), targets[b0:b1, T - 1]] -= 1  # eq-3: ŷ_T − y_T
+        dh_T = np.dot(dy.astype(buf.dtype), v)  # eq-6: ∂E_T/∂h_T = vᵀ·(ŷ_T − y_T), one row per sequence
+        logs.append(stack.last_loss_back(None, part.cache, dh_T))
+        gates.append(stack.saturation(part.cache))
+    return PassFigures(_combine_logs(logs), tuple(_mean_figures(list(g)) for g in zip(*gates, strict=True)),
+                       saturation)
+
+
+# -- the model ----------------------------------------------------------------------------------------------------
+
+
+class CharRNN:
+    """A character-level recurrent network: ``layers`` layers of ``cell`` (rnn, lstm, gru) under a softmax output.
+
+    ``init="scaled"`` draws the weights uniformly from ±1/√H (PyTorch's; the gated cells' biases too, the lstm's
+    forget gate bias then set to ``forget_bias``); ``init="lecture"`` draws them from N(0, 0.01²) as the lecture
+    does, biases 0. The vanilla model starts from the weights it always started from: u, w, then v, from
+    ``seed``. ``dropout`` applies between layers when the caller hands masks to a pass (see the module
+    docstring). ``chars`` (optional) is the vocabulary, used to turn text into indices and back. ``threads`` is
+    how a pass uses the CPU cores: ``"auto"``, a number of parts, or ``"blas"`` (see :mod:`rnntui.parallel`;
+    default: the ``RNNTUI_THREADS`` environment variable, else auto).
+
+    A state (``h0``, what a pass returns as its last state) is a list with one tuple per layer of (B, H) rows, as
+    the cells' state names say (("h",), or ("h", "c") for the lstm); the lecture's model also takes and gives
+    back the lecture's (H, B) columns. A model runs one pass at a time (its work buffers are reused); use a copy
+    (``astype``) to compute on the same weights from another thread.
     """
 
     def __init__(self, vocab_size: int, hidden_size: int, *, seed: int = 0, dtype=np.float32,
-                 init: str = "scaled", chars: str | None = None, threads: str | int | None = None):
+                 init: str = "scaled", chars: str | None = None, threads: str | int | None = None,
+                 cell: str = "rnn", layers: int = 1, dropout: float = 0.0, forget_bias: float | None = 1.0):
         if chars is not None and len(chars) != vocab_size:
             raise ValueError(f"chars has {len(chars)} characters but vocab_size is {vocab_size}")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
         self.V, self.H = int(vocab_size), int(hidden_size)
         self.dtype = np.dtype(dtype)
         self.chars = chars
         self.threads = parallel.parse_policy(threads)
+        self.stack = Stack(make_cell(cell, **({"forget_bias": forget_bias} if cell == "lstm" else {})),
+                           self.V, self.H, layers, dropout)
+        self.layout = layout_of(cell, self.V, self.H, self.stack.layers)
         self._buffers: dict[tuple[int, int], _Buffers] = {}
+        self.params: Packed = Packed.zeros(self.layout, self.dtype)
         rng = np.random.default_rng(seed)
-        H, V = self.H, self.V
-        if init == "lecture":
-            draw = lambda *shape: rng.standard_normal(shape) * 0.01  # noqa: E731
-        elif init == "scaled":
-            k = 1.0 / np.sqrt(H)
-            draw = lambda *shape: rng.uniform(-k, k, shape)  # noqa: E731
-        else:
-            raise ValueError(f"unknown init {init!r}")
-        self.params: Packed = Packed.zeros(H, V, self.dtype)
-        for name, shape in (("u", (H, V)), ("w", (H, H)), ("v", (V, H))):  # the draws in this order
-            self.params[name][...] = draw(*shape)
+        self.stack.init(rng, self.params.layers, init)  # the vanilla cell: u, then w
+        k = 1.0 / math.sqrt(self.H)
+        shape = (self.V, self.H)
+        self.params["v"][...] = rng.uniform(-k, k, shape) if init == "scaled" else rng.standard_normal(shape) * 0.01
 
     def __getstate__(self) -> dict:
-        # The work buffers are views of each other (a part's per-step blocks alias its arrays); a pickle
+        # The work buffers are views of each other (the cells' per-step views alias their arrays); a pickle
         # would copy them apart and the next pass would compute on stale copies. They are not state.
         state = self.__dict__.copy()
         state["_buffers"] = {}
         return state
 
-    # -- convenience -------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (f"CharRNN(V={self.V}, H={self.H}, cell={self.cell!r}, layers={self.layers}, dropout={self.dropout}, "
+                f"dtype={self.dtype})")
+
+    # -- what it is ----------------------------------------------------------------------------------------------
+    cell = property(lambda self: self.stack.cell.name, doc="the cell's name: rnn, lstm, gru")
+    layers = property(lambda self: self.stack.layers)
+    dropout = property(lambda self: self.stack.dropout)
     u = property(lambda self: self.params["u"])
     w = property(lambda self: self.params["w"])
     v = property(lambda self: self.params["v"])
     bh = property(lambda self: self.params["bh"])
     by = property(lambda self: self.params["by"])
 
-    def zero_state(self, batch_size: int = 1) -> np.ndarray:
-        return np.zeros((self.H, batch_size), self.dtype)
+    @property
+    def lecture(self) -> bool:
+        """Whether this is the lecture's model: one layer of the vanilla cell."""
+        return self.cell == "rnn" and self.layers == 1
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return self.stack.cell.state_names
+
+    def layer_params(self) -> list[dict]:
+        """Each layer's parameters as the cells take them (their names and shapes; views of ``params``)."""
+        return self.params.layers
+
+    def zero_state(self, batch_size: int = 1) -> list[tuple]:
+        return self.stack.zero_state(batch_size, self.dtype)
+
+    def state_of(self, state: list[tuple], b: int) -> list[tuple]:
+        """Sequence ``b`` of a batch's state, as :meth:`sample` and the stack's ``step`` take it ((H,) vectors)."""
+        return [tuple(np.array(a[b]) for a in layer) for layer in state]
 
     def astype(self, dtype) -> CharRNN:
         """A copy of this model with parameters in ``dtype`` (e.g. float64 for a gradient check)."""
         other = CharRNN.__new__(CharRNN)
-        other.V, other.H, other.chars, other.threads = self.V, self.H, self.chars, self.threads
+        other.__dict__.update(self.__dict__)
         other.dtype = np.dtype(dtype)
         other._buffers = {}
-        other.params = Packed.of(self.params, other.dtype)
+        other.params = self.params.clone(other.dtype)
         return other
 
     def num_params(self) -> int:
-        return sum(p.size for p in self.params.values())
+        return self.layout.size
 
-    # -- the pass ----------------------------------------------------------------
+    def draw_masks(self, rng: np.random.Generator, batch_size: int, seq_length: int) -> list[np.ndarray] | None:
+        """Dropout masks for one (B, T) batch (Stack.draw_masks: rows t·B + b, 0 or 1/(1 − p)); None without dropout."""
+        if self.dropout <= 0 or self.layers < 2:
+            return None
+        return self.stack.draw_masks(rng, batch_size * seq_length, self.dtype)
+
+    # -- the pass ------------------------------------------------------------------------------------------------
     def _check(self, inputs, targets, h0):
+        """(inputs, B, T, the state as rows, whether it was given as the lecture's (H, B) columns)."""
         inputs = np.asarray(inputs)
         if inputs.ndim != 2:
             raise ValueError(f"inputs must be (B, T), got shape {inputs.shape}")
@@ -384,27 +507,50 @@ class CharRNN:
         if targets is not None and np.shape(targets) != (B, T):
             raise ValueError(f"targets must have the shape of inputs {(B, T)}, got {np.shape(targets)}")
         if h0 is None:
-            h0 = self.zero_state(B)
-        if np.shape(h0) != (self.H, B):
-            raise ValueError(f"h0 must be (H, B) = {(self.H, B)}, got {np.shape(h0)}")
-        return inputs, B, T, h0
+            return inputs, B, T, self.zero_state(B), False
+        if isinstance(h0, np.ndarray):
+            if not self.lecture:
+                raise ValueError(f"h0 of a {self.layers}-layer {self.cell} model is a list of states, one tuple of "
+                                 f"(B, H) rows {self.state_names} per layer, not one array")
+            if h0.shape != (self.H, B):
+                raise ValueError(f"h0 must be (H, B) = {(self.H, B)}, got {h0.shape}")
+            return inputs, B, T, [(h0.T,)], True
+        states = list(h0)
+        S = len(self.state_names)
+        if len(states) != self.layers or any(len(s) != S or any(np.shape(a) != (B, self.H) for a in s)
+                                             for s in states):
+            raise ValueError(f"h0 must hold {self.layers} tuple(s) of {S} (B, H) = {(B, self.H)} arrays, "
+                             f"one per layer")
+        return inputs, B, T, states, False
 
-    def _weights(self) -> Packed:
-        """The parameters as a Packed whose Wz and Wq are current (a packed copy if an entry was replaced)."""
-        p = self.params
-        if isinstance(p, Packed) and p.flat is not None and p.Wz.dtype == self.dtype:
-            return p
-        return Packed.of(p, self.dtype)
+    def _check_masks(self, masks, B: int, T: int):
+        if masks is None:
+            return None
+        masks = list(masks)
+        if len(masks) != self.layers - 1 or any(np.shape(m) != (T * B, self.H) for m in masks):
+            raise ValueError(f"masks must be {self.layers - 1} arrays of shape (T·B, H) = {(T * B, self.H)}")
+        return masks
+
+    def _as_given(self, state: list[tuple], columns: bool):
+        """A state (rows per layer) in the form the initial state was given: the lecture's (H, B) columns (a view of
+        the rows) or the rows."""
+        return state[0][0].T if columns else state
+
+    def _new_state(self, B: int, parts: int) -> list:
+        """Where the parts of a pass put a state: filled in by :func:`_gather` (empty: a batch in one part)."""
+        if parts == 1:
+            return []
+        return [tuple(np.empty((B, self.H), self.dtype) for _ in self.state_names) for _ in range(self.layers)]
 
     def _buffers_for(self, B: int, T: int) -> _Buffers:
         buf = self._buffers.get((B, T))
-        if buf is None or buf.hbuf.dtype != self.dtype:
+        if buf is None or buf.dtype != self.dtype:
             parts = parallel.num_parts(self.threads, B, self.H)
             while B % parts:  # equal parts only
                 parts -= 1
             if len(self._buffers) >= KEEP_SHAPES:
                 self._buffers.clear()
-            buf = self._buffers[(B, T)] = _Buffers(self.H, self.V, B, T, parts, self.dtype)
+            buf = self._buffers[(B, T)] = _Buffers(self.stack, self.layout, B, T, parts, self.dtype)
         return buf
 
     def _run_parts(self, buf: _Buffers, task) -> list:
@@ -422,19 +568,20 @@ class CharRNN:
         buf.pacer.record(threads, time.perf_counter() - t0)
         return results
 
-    def _recur(self, part: _Part, Wz: np.ndarray) -> None:
-        """The recurrence over one part: h_1 … h_T into hbuf (h_0 and the inputs are already there)."""
-        H = self.H
-        # u·x_t for a one-hot x_t is column x_t of u: one gather for all steps, plus b_h.
-        np.take(Wz[H + 1:] + Wz[H], part.x_idx, axis=0, out=part.ux, mode="clip")
-        wT, h_at, ux_at = Wz[:H], part.h_at, part.ux_at
-        for t in range(part.T):
-            h_t = h_at[t + 1]
-            np.dot(h_at[t], wT, out=h_t)  # w·h_{t−1}, in rows
-            np.add(h_t, ux_at[t], out=h_t)
-            np.tanh(h_t, out=h_t)  # h_t = tanh(u·x_t + w·h_{t−1} + b_h)
+    def _part_forward(self, inputs, state0, masks, last, part: _Part, b0: int, b1: int) -> np.ndarray:
+        """Every layer over sequences b0 … b1: their last states into ``last`` (a list: the states themselves for a
+        batch in one part, else into its arrays); the top layer's h rows (a view)."""
+        T = inputs.shape[1]
+        x = inputs[b0:b1].T.reshape(-1)  # (T·b,) time-major: row t·b + j is sequence j at step t
+        s0 = [tuple(a[b0:b1] for a in layer) for layer in state0]
+        if masks is not None and len(inputs) != part.b:  # this part's rows of the batch's masks
+            masks = [m.reshape(T, len(inputs), -1)[:, b0:b1].reshape(part.N, -1) for m in masks]
+        hs, lasts = self.stack.forward(self.params.layers, x, s0, part.cache, train=False, masks=masks)
+        _gather(last, lasts, b0, b1)
+        part.hs = hs
+        return hs
 
-    def _output(self, part: _Part, Wq: np.ndarray, y_at: np.ndarray) -> float:
+    def _output(self, part: _Part, hs: np.ndarray, y_at: np.ndarray) -> float:
         """ŷ for every step at once into ``part.q`` (V, T·b), softmax(v·h + b_y); returns Σ −log ŷ[y] over them.
 
         ``y_at`` is where each step's target is in ``part.q.ravel()``: y·T·b + column.
@@ -442,9 +589,9 @@ class CharRNN:
         The loss is taken from the logits (log-sum-exp), not from ŷ: a target whose probability
         underflows to 0 still has a finite loss, so a poor but finite model is not taken for a diverged one.
         """
-        H = self.H
-        q = np.matmul(Wq[:H].T, part.hbuf[part.b:].T, out=part.q)  # q_t = v·h_t
-        np.add(q, Wq[H][:, None], out=q)  # + b_y
+        p = self.params
+        q = np.matmul(p["v"], hs.T, out=part.q)  # q_t = v·h_t
+        np.add(q, p["by"], out=q)  # + b_y
         np.subtract(q, q.max(axis=0), out=q)
         q_y = q.reshape(-1)[y_at]  # the target's logit of every step
         np.exp(q, out=q)
@@ -452,118 +599,107 @@ class CharRNN:
         np.divide(q, z, out=q)
         return float(np.log(z).sum() - q_y.sum())
 
-    def _part_loss(self, W: Packed, inputs, targets, h0, h_last, k: int, part: _Part, b0: int, b1: int) -> float:
-        """Forward over sequences b0 … b1 of the batch; Σ −log ŷ[y] over them, and their last state into h_last."""
-        part.set_inputs(inputs[b0:b1].T.reshape(-1), h0[:, b0:b1])
-        self._recur(part, W.Wz)
-        h_last[:, b0:b1] = part.h_at[part.T].T
-        return self._output(part, W.Wq, part.target_index(targets[b0:b1]))
+    def _part_loss(self, inputs, targets, state0, masks, last, k: int, part: _Part, b0: int, b1: int) -> float:
+        hs = self._part_forward(inputs, state0, masks, last, part, b0, b1)
+        return self._output(part, hs, part.target_index(targets[b0:b1]))
 
-    def _forward(self, inputs, h0, B: int, T: int) -> tuple[np.ndarray, np.ndarray]:
-        """h_0 … h_T as rows, ((T+1)·B, H) with block t = h_tᵀ (a copy), and the inputs time-major (T·B,)."""
-        inputs = np.asarray(inputs)
-        self.loss(inputs, np.zeros_like(inputs), h0)
-        buf = self._buffers_for(B, T)
-        hs = buf.hbuf.reshape(len(buf.parts), T + 1, -1, self.H)  # (part, t, j, H)
-        return hs.transpose(1, 0, 2, 3).reshape((T + 1) * B, self.H).copy(), inputs.T.reshape(-1)
-
-    def loss(self, inputs, targets, h0=None) -> tuple[float, np.ndarray]:
-        """Forward only: ``(loss, h_last)``; loss summed over T, averaged over B."""
-        inputs, B, T, h0 = self._check(inputs, targets, h0)
+    def loss(self, inputs, targets, h0=None, masks=None) -> tuple[float, object]:
+        """Forward only: ``(loss, last state)``; loss summed over T, averaged over B. No dropout unless ``masks``."""
+        inputs, B, T, state0, columns = self._check(inputs, targets, h0)
+        masks = self._check_masks(masks, B, T)
         targets = np.asarray(targets)
-        W, buf = self._weights(), self._buffers_for(B, T)
-        h_last = np.empty((self.H, B), self.dtype)
-        nll = self._run_parts(buf, partial(self._part_loss, W, inputs, targets, h0, h_last))
-        return float(sum(nll) / B), h_last
+        buf = self._buffers_for(B, T)
+        last = self._new_state(B, len(buf.parts))
+        nll = self._run_parts(buf, partial(self._part_loss, inputs, targets, state0, masks, last))
+        return float(sum(nll) / B), self._as_given(last, columns)
 
-    # -- forward + backward ------------------------------------------------------
-    def _part_grads(self, W: Packed, w: np.ndarray, inputs, targets, h0, grads: Packed, h_last, dh0,
-                    k: int, part: _Part, b0: int, b1: int) -> tuple[float, np.ndarray, np.ndarray, int]:
+    # -- forward + backward --------------------------------------------------------------------------------------
+    def _part_grads(self, inputs, targets, state0, masks, grads: Packed, last, k: int, part: _Part, b0: int,
+                    b1: int) -> tuple:
         """Forward and BPTT over sequences b0 … b1 of a batch; the gradient of part 0 goes into ``grads``,
-        that of part k > 0 into ``part.grad``. ``w`` is the parameter w, C-contiguous (for the products in the loop).
+        that of part k > 0 into ``part.grad``.
 
-        Returns (Σ −log ŷ[y], Σ ‖∂E/∂h_t‖² per step, number of saturated h) over these sequences.
+        Returns (Σ −log ŷ[y], Σ ‖∂E/∂h_t‖² per step, number of saturated top-layer h, ∂E/∂state0) of these sequences.
         """
-        H, b, T, N, B = self.H, part.b, part.T, part.N, len(inputs)
-        grad = grads if k == 0 else Packed(part.grad, H, self.V)
-        x_idx = inputs[b0:b1].T.reshape(-1)  # (T·b,) time-major: row t·b + j is sequence j at step t
+        B = len(inputs)
+        grad = grads if k == 0 else part.grad
+        hs = self._part_forward(inputs, state0, masks, last, part, b0, b1)
         y_at = part.target_index(targets[b0:b1])  # where ŷ_t[y_t] is in part.q.ravel()
-        part.set_inputs(x_idx, h0[:, b0:b1])
-        hs = part.hbuf[b:]  # (T·b, H): h_t for every step
-        hprev = part.hbuf[:N]  # (T·b, H): h_{t−1} for every step
-        Wz, Wq = W.Wz, W.Wq
-        v = Wq[:H].T
-        self._recur(part, Wz)
-        h_last[:, b0:b1] = part.h_at[T].T
-        nll = self._output(part, Wq, y_at)  # part.q is now ŷ, (V, T·b)
+        nll = self._output(part, hs, y_at)  # part.q is now ŷ, (V, T·b)
         saturated = np.count_nonzero(np.abs(hs, out=part.dh) > SATURATION_LEVEL)  # for the monitor, while hot
 
         # eq-3: ∂E/∂q_t = ŷ_t − y_t (divided by B: the loss is averaged over sequences).
-        dy = np.multiply(part.q, self.dtype.type(1.0 / B), out=part.dy).T  # (T·b, V)
-        part.dy.reshape(-1)[y_at] -= self.dtype.type(1.0 / B)  # − y_t: at each step's target
-        dv = dy.T @ hs  # eq-5: Σ_t (ŷ_t − y_t)·h_tᵀ
-        dby = dy.sum(axis=0)
-        np.matmul(dy, v, out=part.dh)  # eq-6: vᵀ·(ŷ_t − y_t), for every t at once
-        np.subtract(1, np.square(hs, out=part.dhraw), out=part.dhraw)  # eq-7: ∂h_t/∂z_t = 1 − h_t²
+        f = self.dtype.type(1.0 / B)
+        np.multiply(part.q, f, out=part.dy)
+        part.dy.reshape(-1)[y_at] -= f  # − y_t: at each step's target
+        np.matmul(part.dy, hs, out=grad["v"])  # eq-5: Σ_t (ŷ_t − y_t)·h_tᵀ
+        np.sum(part.dy, axis=1, out=grad["by"][:, 0])
+        np.matmul(part.dy.T, self.params["v"], out=part.dh)  # eq-6: vᵀ·(ŷ_t − y_t), for every t at once
+        dstate0 = self.stack.backward(self.params.layers, part.cache, part.dh, grad.layers)  # the cells' BPTT
+        return nll, _block_sq(part.dh, part.T), saturated, dstate0
 
-        dh_at, dhraw_at, dhnext_at = part.dh_at, part.dhraw_at, part.dhnext_at
-        for t in range(T - 1, -1, -1):
-            if t < T - 1:
-                np.add(dh_at[t], dhnext_at[t + 1], out=dh_at[t])  # ∂E/∂h_t = vᵀ·dy_t + what step t+1 sent back
-            np.multiply(dhraw_at[t], dh_at[t], out=dhraw_at[t])  # dhraw_t = (1 − h_t²) ⊙ ∂E/∂h_t
-            np.dot(dhraw_at[t], w, out=dhnext_at[t])  # eq-12/13: wᵀ·dhraw_t, sent back to h_{t−1}
-        dh0[:, b0:b1] = dhnext_at[0].T
-
-        # eq-9: Σ_t dhraw_t·x_tᵀ (a product with the one-hot rows of x1) and Σ_t dhraw_t (its column of ones):
-        np.matmul(part.x1.T, part.dhraw, out=grad.Wz[H:])  # [∂E/∂b_h; ∂E/∂u]ᵀ
-        np.matmul(hprev.T, part.dhraw, out=grad.Wz[:H])  # eq-11: Σ_t dhraw_t·h_{t−1}ᵀ, as ∂E/∂wᵀ
-        np.copyto(grad["v"], dv)
-        np.copyto(grad["by"][:, 0], dby)
-        return nll, _block_sq(part.dh, T), saturated
-
-    def loss_and_grads(self, inputs, targets, h0=None):
+    def loss_and_grads(self, inputs, targets, h0=None, masks=None):
         """One forward pass and backpropagation through time over a (B, T) batch.
 
-        Returns ``(loss, grads, h_last, diagnostics)``: the cross-entropy summed over
-        the T steps and averaged over the B sequences; the exact, unclipped gradient
-        of that loss (same keys and shapes as ``params``, a :class:`Packed`); the last
-        hidden state (H, B) to carry into the next batch (without gradient: truncated BPTT);
-        and a :class:`StepDiagnostics`.
+        Returns ``(loss, grads, h_last, diagnostics)``: the cross-entropy summed over the T steps and averaged
+        over the B sequences; the exact, unclipped gradient of that loss (a :class:`Packed` like ``params``); the
+        last state to carry into the next batch (without gradient: truncated BPTT), in the form ``h0`` was
+        given; and a :class:`StepDiagnostics`. ``masks``: the dropout masks of this pass (:meth:`draw_masks`).
         """
-        inputs, B, T, h0 = self._check(inputs, targets, h0)
+        inputs, B, T, state0, columns = self._check(inputs, targets, h0)
+        masks = self._check_masks(masks, B, T)
         targets = np.asarray(targets)
-        W, buf = self._weights(), self._buffers_for(B, T)
-        grads = Packed.empty(self.H, self.V, self.dtype)
-        h_last, dh0 = np.empty((self.H, B), self.dtype), np.empty((self.H, B), self.dtype)
-        w = np.ascontiguousarray(W["w"])
-        results = self._run_parts(buf, partial(self._part_grads, W, w, inputs, targets, h0, grads, h_last, dh0))
+        buf = self._buffers_for(B, T)
+        last = self._new_state(B, len(buf.parts))
+        grads = Packed.empty(self.layout, self.dtype)
+        results = self._run_parts(buf, partial(self._part_grads, inputs, targets, state0, masks, grads, last))
         for part in buf.parts[1:]:
-            np.add(grads.flat, part.grad, out=grads.flat)
+            np.add(grads.flat, part.grad.flat, out=grads.flat)
         nll, dh_sq, saturated = (sum(r[i] for r in results) for i in range(3))
-        hs = buf.hs()
-        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), hs=hs, ps=buf.ps(), dh0=dh0,
-                               saturated=(hs, int(saturated)))
-        return float(nll / B), grads, h_last, diag
+        dstate0 = self._new_state(B, len(buf.parts))
+        for r, (b0, b1) in zip(results, buf.bounds, strict=True):
+            _gather(dstate0, r[3], b0, b1)
+        diag = StepDiagnostics(dh_norms=np.sqrt(dh_sq), dh0=self._as_given(dstate0, columns),
+                               saturation=int(saturated) / (T * B * self.H), dstate0=dstate0, buffers=buf,
+                               targets=targets, stack=self.stack)
+        return float(nll / B), grads, self._as_given(last, columns), diag
 
-    def states(self, inputs, h0=None) -> np.ndarray:
-        """h_0 … h_T of a (B, T) batch: (T+1, B, H), row t·B + b of block t is sequence b (a copy)."""
-        inputs, B, T, h0 = self._check(inputs, None, h0)
-        rows, _ = self._forward(inputs, h0, B, T)
-        return rows.reshape(T + 1, B, self.H)
+    # -- figures by a fresh forward pass ------------------------------------------------------------------------
+    def measure(self, inputs, targets, h0=None, masks=None) -> PassFigures:
+        """One forward pass over a (B, T) batch on these weights (with these dropout masks), and the last loss's
+        reach back through it with its gate figures (:class:`PassFigures`)."""
+        inputs, B, T, _, _ = self._check(inputs, targets, h0)
+        self.loss(inputs, targets, h0, masks)
+        buf = self._buffers_for(B, T)
+        sat = sum(int(np.count_nonzero(np.abs(p.hs) > SATURATION_LEVEL)) for p in buf.parts) / (T * B * self.H)
+        return _figures(self.stack, buf, targets, self.params["v"], sat)
 
-    def last_loss_back(self, inputs, targets, h0=None, states: np.ndarray | None = None) -> np.ndarray:
-        """:func:`last_loss_back` on these weights, by a fresh forward pass over a (B, T) batch (or from its
-        ``states``, this batch's :meth:`states` when the caller has them already)."""
-        inputs, B, T, h0 = self._check(inputs, targets, h0)
-        targets = np.asarray(targets)
-        hs = self.states(inputs, h0) if states is None else states
-        p = self.params
-        q = (hs[T] @ p["v"].T + p["by"][:, 0]).astype(np.float64)
-        dy = softmax_rows(q)
-        dy[np.arange(B), targets[:, T - 1]] -= 1  # eq-3
-        return last_loss_back(p["w"], p["v"], hs[1:], dy.astype(self.dtype))
+    def last_loss_back(self, inputs, targets, h0=None, masks=None) -> np.ndarray:
+        """The last step's loss alone, followed back through the top layer's h: log ‖∂E_T/∂h_{T−d}‖, d = 0 … T
+        (d = T: the initial state), by a fresh forward pass (:meth:`measure` has every layer's)."""
+        return self.measure(inputs, targets, h0, masks).logs[-1]["h"]
 
-    # -- sampling ----------------------------------------------------------------
+    def _part_hidden(self, inputs, state0, masks, last, k: int, part: _Part, b0: int, b1: int) -> np.ndarray:
+        return self._part_forward(inputs, state0, masks, last, part, b0, b1)
+
+    def hidden(self, inputs, h0=None, masks=None) -> tuple[np.ndarray, object]:
+        """Every layer's recurrence over a (B, T) batch, without the output layer: the top layer's h_1 … h_T,
+        (T, B, H) (a copy), and the last state, in the form ``h0`` was given. No dropout unless ``masks``."""
+        inputs, B, T, state0, columns = self._check(inputs, None, h0)
+        masks = self._check_masks(masks, B, T)
+        buf = self._buffers_for(B, T)
+        last = self._new_state(B, len(buf.parts))
+        hs = self._run_parts(buf, partial(self._part_hidden, inputs, state0, masks, last))
+        out = np.concatenate([h.reshape(T, p.b, self.H) for h, p in zip(hs, buf.parts, strict=True)], axis=1)
+        return out, self._as_given(last, columns)
+
+    def states(self, inputs, h0=None, masks=None) -> np.ndarray:
+        """The top layer's h_0 … h_T of a (B, T) batch: (T+1, B, H) (a copy)."""
+        inputs, B, T, state0, _ = self._check(inputs, None, h0)
+        hs, _ = self.hidden(inputs, h0, masks)
+        return np.concatenate([np.asarray(state0[-1][0], self.dtype)[None], hs])
+
+    # -- sampling ------------------------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
         if self.chars is None:
             raise ValueError("this model has no vocabulary (chars); pass indices instead of text")
@@ -573,31 +709,43 @@ class CharRNN:
             raise ValueError(f"prime text has characters outside the vocabulary: {''.join(missing)!r}")
         return [index[c] for c in text]
 
+    def _one_state(self, h) -> list[tuple]:
+        """One sequence's state as the stack's ``step`` takes it, from None (zeros), the lecture's h ((H,) or
+        (H, 1)) or per layer a tuple of vectors (H,) (rows (1, H) too)."""
+        if h is None:
+            return [tuple(np.zeros(self.H, self.dtype) for _ in self.state_names) for _ in range(self.layers)]
+        if isinstance(h, np.ndarray):
+            if not self.lecture:
+                raise ValueError(f"the state of a {self.layers}-layer {self.cell} model is a list of tuples, "
+                                 "one per layer")
+            return [(np.asarray(h, self.dtype).reshape(self.H).copy(),)]
+        return [tuple(np.asarray(a, self.dtype).reshape(self.H).copy() for a in layer) for layer in h]
+
     def sample(self, h=None, prime: int | str | list[int] = 0, n: int = 200, temperature: float = 1.0,
                rng: np.random.Generator | None = None):
         """Generate ``n`` characters after ``prime`` (an index, indices, or text).
 
-        ``h`` is the starting state (H,) or (H, 1) (zeros when None). The prime is fed
-        through the network first; each next character is drawn from softmax(q / temperature),
-        or is the argmax when ``temperature`` is 0. Returns text when the model has
-        ``chars``, else a list of indices. The caller's ``h`` is not changed.
+        ``h`` is the starting state of one sequence (zeros when None): per layer a tuple of (H,) vectors
+        (:meth:`state_of`), or for the lecture's model its (H,) or (H, 1) h. The prime is fed through the
+        network first; each next character is drawn from softmax(q / temperature), or is the argmax when
+        ``temperature`` is 0. No dropout. Returns text when the model has ``chars``, else a list of indices.
+        The caller's ``h`` is not changed.
         """
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
         rng = rng if rng is not None else np.random.default_rng()
-        p = self.params
-        u, w, v, bh, by = p["u"], p["w"], p["v"], p["bh"][:, 0], p["by"][:, 0]
-        h = np.zeros(self.H, self.dtype) if h is None else np.asarray(h, self.dtype).reshape(self.H).copy()
+        layers, v, by = self.params.layers, self.params["v"], self.params["by"][:, 0]
+        state = self._one_state(h)
         ids = self.encode(prime) if isinstance(prime, str) else [int(i) for i in np.atleast_1d(prime)]
         if not ids:
             ids = [0]
         for i in ids[:-1]:
-            h = np.tanh(u[:, i] + w @ h + bh)
+            state = self.stack.step(layers, i, state)
         ix = ids[-1]
         out = []
         for _ in range(int(n)):
-            h = np.tanh(u[:, ix] + w @ h + bh)
-            q = (v @ h + by).astype(np.float64)
+            state = self.stack.step(layers, ix, state)
+            q = (v @ state[-1][0] + by).astype(np.float64)
             if temperature == 0:
                 ix = int(np.argmax(q))
             else:

@@ -1,31 +1,32 @@
 """Gradient statistics: per step cheap (O(parameters), no SVD), and the gradient's reach every few steps.
 
-Per parameter and for the whole gradient: L2 norm before and after clipping, the largest |g|
-before clipping, the fraction of elements the clip changed, the update-to-weight ratio ‖Δp‖/‖p‖,
-and how often the clip fired over the last CLIP_WINDOW steps. Through time: the gradient's *reach*
-(:class:`Reach`: the window's last loss alone, followed back lag by lag, the quantity that shows a
-vanishing or exploding gradient), the all-losses ‖∂E/∂h_t‖ of every step (which each step's own
-loss refills, so it stays flat however fast the backward signal decays), tanh saturation (fraction
-of |h| > 0.99), and σmax(w) by one power iteration per step, warm-started from the last (w changes
-little per step, so the estimate keeps up). The status words (:func:`health`) follow from these
-by documented rules. Also: bounded histories for plotting long runs.
+Per parameter tensor (and per gate block of the gated cells' tensors) and for the whole gradient: L2
+norm before and after clipping, the largest |g| before clipping, the fraction of elements the clip
+changed, the update-to-weight ratio ‖Δp‖/‖p‖, and how often the clip fired over the last CLIP_WINDOW
+steps. Through time: the gradient's *reach* (:class:`Reach`: the window's last loss alone, followed back
+lag by lag, the quantity that shows a vanishing or exploding gradient) of every layer's h and, for the
+lstm, of its cell state c (:class:`LayerReach`), with the gates' saturation figures of the same pass;
+the all-losses ‖∂E/∂h_t‖ of every step of the top layer (which each step's own loss refills, so it stays
+flat however fast the backward signal decays), tanh saturation of the top layer's h (fraction of
+|h| > 0.99), and σmax of every recurrent block (the rnn's w, each gate's block of w_hh) by one power
+iteration every other step, warm-started from the last (the weights change little per step, so the
+estimate keeps up). The status words (:func:`health`) follow from these by documented rules. Also:
+bounded histories for plotting long runs.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import parallel
-from .model import FLAT_ORDER, PARAM_NAMES, SATURATION_LEVEL, CharRNN, StepDiagnostics, packed_pair
+from .cells import Saturation
+from .model import SATURATION_LEVEL, CharRNN, Packed, PassFigures, StepDiagnostics
 
-__all__ = ["SATURATION_LEVEL", "GradStats", "History", "Monitor", "ParamStats", "PreClip", "Reach", "causes", "health"]
-#: Activations counted in parallel from this many on (below it the hand-over costs more than it saves).
-PARALLEL_COUNT = 1 << 19
+__all__ = ["SATURATION_LEVEL", "GradStats", "History", "LayerReach", "Monitor", "ParamStats", "PassReach", "PreClip",
+           "Reach", "causes", "exact_sigmas", "health"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +49,18 @@ class PreClip:
     max_abs: dict[str, float]
     clipped: dict[str, int]  # elements beyond ±c (element mode)
     nonfinite: str | None  # the first tensor holding NaN or Inf, if any
+    blocks: dict[str, float] = field(default_factory=dict)  # ‖g‖ of every gate block ("w_hh[f]" …)
 
 
 @dataclass(frozen=True)
 class GradStats:
-    """Every gradient figure of one training step."""
+    """Every gradient figure of one training step.
+
+    ``params``: one row per tensor, bottom layer first, then v and by; ``blocks``: the pre-clip gradient norm of
+    every gate block of the gated cells' tensors (``w_ih[i]``, ``w_hh_l1[f]`` …; empty for the rnn);
+    ``sigma_max``: the largest σmax of the recurrent blocks (the rnn's, one layer: σmax(w));
+    ``saturation``: the share of saturated tanh units of the top layer's h.
+    """
 
     step: int
     params: tuple[ParamStats, ...]
@@ -64,6 +72,7 @@ class GradStats:
     sigma_max: float
     clip_rate: float = 0.0  # share of the last CLIP_WINDOW steps (or fewer, early on) on which the clip fired
     clip_window: int = 0  # how many steps clip_rate counts
+    blocks: dict = field(default_factory=dict)
 
     def param(self, name: str) -> ParamStats:
         for p in self.params:
@@ -90,11 +99,11 @@ class Reach:
     """How far one loss's gradient reaches back through time.
 
     ``ratios[d]`` = ‖∂E_T/∂h_{T−d}‖ / ‖∂E_T/∂h_T‖ for lags d = 0 … T−1 (E_T: the window's last loss,
-    summed over the batch's sequences; norms over the batch). ``factor`` is the geometric-mean factor
-    per step back, ratios[T−1]^(1/(T−1)). ``lag`` is the first d with ratios[d] < REACH_LEVEL, or None
-    when the gradient stays above it over the whole window ("beyond T"). ``to_h0`` is the ratio at h₀
-    (lag T), the state the window started from. ``step`` is the step whose weights and batch it was
-    measured on.
+    summed over the batch's sequences; norms over the batch; for a layer's cell state, c in place of h).
+    ``factor`` is the geometric-mean factor per step back, ratios[T−1]^(1/(T−1)). ``lag`` is the first d
+    with ratios[d] < REACH_LEVEL, or None when the gradient stays above it over the whole window ("beyond
+    T"). ``to_h0`` is the ratio at h₀ (lag T), the state the window started from. ``step`` is the step
+    whose weights and batch it was measured on.
     """
 
     step: int
@@ -109,7 +118,7 @@ class Reach:
 
     @classmethod
     def from_log_norms(cls, step: int, logs: np.ndarray) -> Reach:
-        """From log ‖∂E_T/∂h_{T−d}‖, d = 0 … T (:func:`rnntui.model.last_loss_back`)."""
+        """From log ‖∂E_T/∂h_{T−d}‖, d = 0 … T (:func:`rnntui.cells.reach_back`)."""
         logs = np.asarray(logs, dtype=np.float64)
         T = len(logs) - 1
         if not np.isfinite(logs[0]):  # no gradient at all (or a non-finite one): nothing to follow
@@ -126,6 +135,40 @@ class Reach:
         else:
             factor = math.nan
         return cls(step, ratios, factor, lag, float(rel[T]))
+
+
+@dataclass(frozen=True)
+class LayerReach:
+    """The reach of one layer (0 = bottom): of its h, and for the lstm of its cell state c (None otherwise).
+
+    The top layer's last loss followed back through time and down the layers to this one."""
+
+    layer: int
+    h: Reach
+    c: Reach | None = None
+
+
+@dataclass(frozen=True)
+class PassReach:
+    """What one pass shows of the gradient through time: every layer's :class:`LayerReach` (bottom first), the gate
+    figures of every layer (``gates[k]``: :class:`~rnntui.cells.Saturation` per gate, as the cell names them) and
+    the share of saturated tanh units of the top layer's h."""
+
+    reaches: tuple[LayerReach, ...]
+    gates: tuple[tuple[Saturation, ...], ...]
+    saturation: float
+
+    @property
+    def reach(self) -> Reach:
+        """The top layer's h: the figure the status words read."""
+        return self.reaches[-1].h
+
+    @classmethod
+    def of(cls, step: int, figures: PassFigures) -> PassReach:
+        reaches = tuple(LayerReach(k, Reach.from_log_norms(step, logs["h"]),
+                                   Reach.from_log_norms(step, logs["c"]) if "c" in logs else None)
+                        for k, logs in enumerate(figures.logs))
+        return cls(reaches, tuple(figures.gates), float(figures.saturation))
 
 
 def health(stats: GradStats | None, reach: Reach | None) -> list[str]:
@@ -152,7 +195,8 @@ def causes(stats: GradStats | None, reach: Reach | None) -> str:
 
     Vanishing: most units saturated (> 50 % with 1 − h² < 0.02) → "saturated"; else σmax(w) < 1 →
     "σmax<1" (no step back can keep the gradient); else "(1−h²)·w" (the product of the two shrinks it).
-    Exploding: "σmax>1" (w stretches it faster than 1 − h² damps it).
+    Exploding: "σmax>1" (w stretches it faster than 1 − h² damps it). σmax is the largest of the
+    recurrent blocks'.
     """
     words = health(stats, reach)
     if stats is None:
@@ -166,31 +210,47 @@ def causes(stats: GradStats | None, reach: Reach | None) -> str:
     return ""
 
 
-def _sq(a: np.ndarray) -> float:
-    flat = a.reshape(-1)
-    return float(np.dot(flat, flat))
+def largest(values) -> float:
+    """The largest of ``values``; +inf or NaN when one of them is (a non-finite figure is never hidden by a max)."""
+    values = list(values)
+    if any(v != v for v in values):
+        return math.nan
+    return max(values) if values else math.nan
 
 
-def _squares(tensors: dict[str, np.ndarray]) -> dict[str, float]:
-    """‖a‖² of each tensor, by name (of its contiguous segment of the flat vector when packed)."""
-    if packed_pair(tensors) is None:
-        return {k: _sq(tensors[k]) for k in PARAM_NAMES}
-    return {k: float(np.dot(a, a)) for k, a in tensors.flat_segments.items()}
+def exact_sigmas(params: Packed) -> dict[str, float]:
+    """σmax of every recurrent block of ``params``, by name, exactly (by SVD, in float64): for views of a few
+    weights (a divergence's kept parameters, an inspection), not for every step."""
+    out = {}
+    for tensor, names in params.layout.recurrent:
+        w = np.asarray(params[tensor], np.float64)
+        H = w.shape[1]
+        with np.errstate(all="ignore"):
+            for name, block in zip(names, w.reshape(len(names), H, H), strict=True):
+                out[name] = float(np.linalg.norm(block, 2)) if np.isfinite(block).all() else math.nan
+    return out
 
 
-def _dots(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, float]:
-    """a·b of each tensor pair, by name (over the contiguous segments when both are packed alike)."""
-    if packed_pair(a, b) is None:
-        return {k: float(np.vdot(a[k], b[k])) for k in PARAM_NAMES}
-    return {k: float(np.dot(x, y)) for (k, x), y in zip(a.flat_segments.items(), b.flat_segments.values(),
-                                                        strict=True)}
+def _squares(g: Packed) -> tuple[dict[str, float], dict[str, float]]:
+    """‖a‖² of each tensor and of each gate block, by name: dots over the contiguous segments of the flat vector
+    (a tensor with gate blocks: the sum of its blocks')."""
+    flat, layout = g.flat, g.layout
+    dot = np.dot
+    blocks = {label: float(dot(flat[a:b], flat[a:b])) for label, _, a, b in layout.gate_blocks}
+    sq = dict.fromkeys(layout.names, 0.0)
+    blocked = set()
+    for label, tensor, _, _ in layout.gate_blocks:
+        sq[tensor] += blocks[label]
+        blocked.add(tensor)
+    for name, a, b in layout.bounds:
+        if name not in blocked:
+            sq[name] = float(dot(flat[a:b], flat[a:b]))
+    return sq, blocks
 
 
-def _moments(p: dict[str, np.ndarray], d: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
-    """‖d‖², ‖p‖² and p·d of each tensor, by name: one loop over the contiguous segments when both are packed
-    alike (15 BLAS dots; per-call overhead is most of their cost, so no other pass is made)."""
-    if packed_pair(p, d) is None:
-        return _squares(d), _squares(p), _dots(p, d)
+def _moments(p: Packed, d: Packed) -> tuple[dict, dict, dict]:
+    """‖d‖², ‖p‖² and p·d of each tensor, by name: one loop over the contiguous segments (per-call overhead is
+    most of their cost, so no other pass is made)."""
     dd, pp, pd = {}, {}, {}
     dot = np.dot
     for (k, x), y in zip(p.flat_segments.items(), d.flat_segments.values(), strict=True):
@@ -198,129 +258,152 @@ def _moments(p: dict[str, np.ndarray], d: dict[str, np.ndarray]) -> tuple[dict, 
     return dd, pp, pd
 
 
-def _grad_figures(grads: dict[str, np.ndarray], count_above: float | None):
-    """max |g|, ‖g‖² and the number of |g| > ``count_above`` (when given) of each tensor, by name."""
-    if packed_pair(grads) is None:
-        absg = {k: np.abs(g) for k, g in grads.items()}
-        max_abs = {k: float(np.max(a)) for k, a in absg.items()}
-        counts = {k: int(np.count_nonzero(a > count_above)) if count_above is not None and max_abs[k] > count_above
-                  else 0 for k, a in absg.items()}
-        return max_abs, {k: _sq(g) for k, g in grads.items()}, counts
-    g, starts = grads.flat, grads.starts
+def _grad_figures(grads: Packed, count_above: float | None):
+    """max |g|, ‖g‖² and the number of |g| > ``count_above`` (when given) of each tensor, by name, and the gate
+    blocks' ‖g‖²."""
+    g, starts, names = grads.flat, grads.starts, grads.layout.names
     highs, lows = np.maximum.reduceat(g, starts).tolist(), np.minimum.reduceat(g, starts).tolist()
     max_abs = {k: max(hi, -lo) if hi == hi and lo == lo else math.nan  # NaN stays NaN
-               for k, hi, lo in zip(FLAT_ORDER, highs, lows, strict=True)}
-    counts = dict.fromkeys(FLAT_ORDER, 0)
+               for k, hi, lo in zip(names, highs, lows, strict=True)}
+    counts = dict.fromkeys(names, 0)
     if count_above is not None and max(max_abs.values()) > count_above:
         # where |g| > c, then how many of those positions fall in each segment (few entries are clipped:
         # 4× faster than a reduceat over a boolean vector)
         where = np.flatnonzero(np.abs(g) > count_above)
         edges = np.searchsorted(where, np.append(starts, g.size)).tolist()
         above = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
-        counts = {k: n if max_abs[k] > count_above else 0 for k, n in zip(FLAT_ORDER, above, strict=True)}
-    return max_abs, _squares(grads), counts
-
-
-def _count_saturated(h: np.ndarray) -> int:
-    return int(np.count_nonzero(np.abs(h) > SATURATION_LEVEL))
-
-
-def _saturation(hs: np.ndarray) -> float:
-    """Fraction of |h| > SATURATION_LEVEL. A large batch split over threads (hs of shape (P, …)) is counted
-    part by part at once, on the cores that computed it."""
-    if not hs.size:
-        return 0.0
-    blocks = list(hs) if hs.ndim == 3 and hs.size >= PARALLEL_COUNT else [hs]
-    return sum(parallel.run([partial(_count_saturated, h) for h in blocks])) / hs.size
+        counts = {k: n if max_abs[k] > count_above else 0 for k, n in zip(names, above, strict=True)}
+    sq, blocks = _squares(grads)
+    return max_abs, sq, counts, blocks
 
 
 class Monitor:
-    """Computes :class:`GradStats` and :class:`Reach`; keeps between steps the power-iteration vector, the latest
-    σmax estimate and which of the last CLIP_WINDOW steps the clip fired on (all in its state_dict)."""
+    """Computes :class:`GradStats` and :class:`PassReach`; keeps between steps the power-iteration vectors (one per
+    recurrent block, ``names`` as the model's layout names them: ``Layout.sigma_names``), the latest σmax
+    estimates and which of the last CLIP_WINDOW steps the clip fired on (all in its state_dict)."""
 
-    def __init__(self, hidden_size: int, *, seed: int = 0, power_iters: int = 1):
+    def __init__(self, hidden_size: int, *, seed: int = 0, power_iters: int = 1, names: tuple[str, ...] = ("w",)):
         rng = np.random.default_rng(seed + 7919)
-        x = rng.standard_normal(hidden_size)
-        self._x = x / np.linalg.norm(x)
+        self._names = tuple(names)
+        x = rng.standard_normal((len(self._names), hidden_size))
+        self._x = x / np.linalg.norm(x, axis=1, keepdims=True)
         self.power_iters = power_iters
-        self._sigma: float | None = None  # the latest σmax estimate (see _sigma_every_other)
+        self._sigma: list[float] | None = None  # the latest σmax estimates, in block order (see _sigmas_every_other)
         self._fired: deque[bool] = deque(maxlen=CLIP_WINDOW)  # did the clip change the gradient, step by step
 
+    @property
+    def sigmas(self) -> dict[str, float]:
+        """The latest σmax estimate of every recurrent block, by name (empty before the first step)."""
+        return dict(zip(self._names, self._sigma, strict=True)) if self._sigma is not None else {}
+
     def state_dict(self) -> dict:
-        """What carries over from step to step: ``x``, the power-iteration vector (H,) as float64 (a copy),
-        ``sigma``, the latest σmax estimate, and ``fired``, whether the clip fired on each recent step."""
-        return {"x": self._x.astype(np.float64), "sigma": self._sigma, "fired": list(self._fired)}
+        """What carries over from step to step: ``x``, the power-iteration vectors (blocks, H) as float64 (a copy),
+        ``sigmas``, the latest σmax estimates in block order, and ``sigma`` the largest, and ``fired``, whether the
+        clip fired on each recent step."""
+        sig = self._sigma
+        return {"x": self._x.copy(), "sigma": None if sig is None else largest(sig),
+                "sigmas": None if sig is None else list(sig), "fired": list(self._fired)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Go on from a :meth:`state_dict` (one without ``sigma`` or ``fired``: computed afresh, an empty
-        window); ValueError, and nothing changed, when it does not fit."""
+        """Go on from a :meth:`state_dict` (one without ``sigmas`` or ``fired``: computed afresh, an empty window;
+        one vector (H,) and one ``sigma`` for a model of one recurrent block, as version 1 checkpoints hold them);
+        ValueError, and nothing changed, when it does not fit."""
         x = np.asarray(state["x"])
+        if x.ndim == 1 and self._x.shape[0] == 1:
+            x = x[None]
         if x.shape != self._x.shape or not np.issubdtype(x.dtype, np.floating) or not np.isfinite(x).all():
-            raise ValueError(f"the power-iteration vector has shape {x.shape} and type {x.dtype}, "
+            raise ValueError(f"the power-iteration vectors have shape {x.shape} and type {x.dtype}, "
                              f"not {self._x.shape} finite floats")
-        sigma = state.get("sigma")
-        if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, int | float)):
-            raise ValueError(f"the σmax estimate is {sigma!r}, not a number")
-        self._x = x.astype(np.float64)  # (sigma_max takes it to w's precision, as the run before did)
-        self._sigma = None if sigma is None else float(sigma)
+        sig = state.get("sigmas")
+        if sig is None and state.get("sigma") is not None and len(self._x) == 1:
+            sig = [state["sigma"]]
+        if sig is not None:
+            if not isinstance(sig, list | tuple) or len(sig) != len(self._x) or not all(
+                    not isinstance(v, bool) and isinstance(v, int | float) for v in sig):
+                raise ValueError(f"the σmax estimates are {sig!r}, not {len(self._x)} numbers")
+            sig = [float(v) for v in sig]
+        self._x = x.astype(np.float64)  # (each pass takes it to the weights' precision, as the run before did)
+        self._sigma = sig
         self._fired.clear()
         self._fired.extend(bool(f) for f in state.get("fired", ()))
 
-    def reach(self, step: int, w: np.ndarray, v: np.ndarray, diag: StepDiagnostics, targets: np.ndarray) -> Reach:
-        """The gradient's reach in the pass ``diag`` describes (``w``, ``v``: the weights that pass ran on).
+    def reach(self, step: int, v: np.ndarray, diag: StepDiagnostics) -> PassReach:
+        """The gradient's reach through every layer in the pass ``diag`` describes, and its gate figures (``v``:
+        the output weights that pass ran on; the cells kept their own).
 
         One extra backward pass of the recurrence, for the window's last loss only (the trainer runs it
         every few steps; see Trainer.reach_every)."""
-        return Reach.from_log_norms(step, diag.last_loss_back(w, v, targets))
+        return PassReach.of(step, diag.figures(v))
 
     @staticmethod
-    def reach_on(step: int, model: CharRNN, inputs, targets, h0, states: np.ndarray | None = None) -> Reach:
-        """The same figure computed afresh on ``model``'s weights (a forward pass over the batch first, unless
-        its ``states`` are given)."""
-        return Reach.from_log_norms(step, model.last_loss_back(inputs, targets, h0, states))
+    def reach_on(step: int, model: CharRNN, inputs, targets, h0, masks=None) -> PassReach:
+        """The same figures computed afresh on ``model``'s weights (one forward pass over the batch first, with the
+        dropout ``masks`` that batch's pass used)."""
+        return PassReach.of(step, model.measure(inputs, targets, h0, masks))
 
-    def pre_clip(self, grads: dict[str, np.ndarray], clip_mode: str, clip: float) -> PreClip:
-        max_abs, sq, clipped = _grad_figures(grads, clip if clip_mode == "element" else None)
+    def pre_clip(self, grads: Packed, clip_mode: str, clip: float) -> PreClip:
+        max_abs, sq, clipped, blocks = _grad_figures(grads, clip if clip_mode == "element" else None)
         norms = {}
         nonfinite = None
-        for k in PARAM_NAMES:
+        for k in grads.layout.names:
             finite = math.isfinite(max_abs[k])
             if not finite and nonfinite is None:
                 nonfinite = k
             norms[k] = math.sqrt(sq[k]) if finite else float("nan")
-        return PreClip(norms, {k: max_abs[k] for k in PARAM_NAMES}, {k: clipped[k] for k in PARAM_NAMES}, nonfinite)
+        blocks = {k: math.sqrt(v) if math.isfinite(v) else float("nan") for k, v in blocks.items()}
+        return PreClip(norms, max_abs, clipped, nonfinite, blocks)
 
     def sigma_max(self, w: np.ndarray, iters: int | None = None) -> float:
-        """Largest singular value of ``w`` by power iteration on wᵀw, warm-started (in w's precision)."""
-        x = self._x if self._x.dtype == w.dtype else self._x.astype(w.dtype)
-        s = 0.0
+        """Largest singular value of one matrix ``w`` (the first block's vector, warm-started)."""
+        return float(self._power(w[None], 0, iters)[0])
+
+    def _power(self, W3: np.ndarray, i: int, iters: int | None = None) -> np.ndarray:
+        """σmax of the G matrices W3 (G, H, H) by power iteration on WᵀW from vectors i … i+G−1, in W's precision.
+        A block whose vector becomes 0 gives 0, a non-finite one its norm (inf or NaN); its vector is kept."""
+        G = W3.shape[0]
+        x = self._x[i:i + G].astype(W3.dtype)
+        s = np.zeros(G)
         for _ in range(iters or self.power_iters):
-            x = np.dot(w.T, np.dot(w, x))
-            n = math.sqrt(x @ x)
-            if not math.isfinite(n) or n == 0:
-                return n if not math.isfinite(n) else 0.0
-            s = math.sqrt(n)
-            x /= x.dtype.type(n)
-        self._x = x  # in w's precision; the checkpoint keeps it as float64
-        return float(s)
+            y = np.matmul(W3, x[:, :, None])
+            z = np.matmul(W3.transpose(0, 2, 1), y)[:, :, 0]  # WᵀW·x
+            with np.errstate(over="ignore", invalid="ignore"):
+                n = np.sqrt(np.einsum("ij,ij->i", z, z).astype(np.float64))
+            ok = np.isfinite(n) & (n > 0)
+            s = np.where(ok, np.sqrt(np.where(ok, n, 1.0)), np.where(np.isfinite(n), 0.0, n))
+            x = np.where(ok[:, None], z / np.where(ok, n, 1.0).astype(W3.dtype)[:, None], x)
+            if not ok.all():
+                break
+        self._x[i:i + G] = x  # in the weights' precision (exactly, in float64)
+        return s
 
-    def _sigma_every_other(self, step: int, w: np.ndarray) -> float:
-        """σmax(w) by one power iteration on even steps (and the first); on odd steps the estimate of the step
-        before, whose w differs by one update (Δw/w ~1e-3: below the 3 digits shown). Halves its cost."""
+    def sigmas_of(self, params: Packed, iters: int | None = None) -> dict[str, float]:
+        """σmax of every recurrent block of ``params`` (one power-iteration step each, warm-started), by name."""
+        out, i = {}, 0
+        for tensor, names in params.layout.recurrent:
+            w = params[tensor]
+            H = w.shape[1]
+            s = self._power(w.reshape(len(names), H, H), i, iters)
+            out.update(zip(names, s.tolist(), strict=True))
+            i += len(names)
+        return out
+
+    def _sigmas_every_other(self, step: int, params: Packed) -> float:
+        """σmax of every recurrent block by one power iteration on even steps (and the first); on odd steps the
+        estimates of the step before, whose weights differ by one update (Δw/w ~1e-3: below the 3 digits shown).
+        Halves their cost. Returns the largest."""
         if step % 2 == 0 or self._sigma is None:
-            self._sigma = self.sigma_max(w)
-        return self._sigma
+            self._sigma = list(self.sigmas_of(params).values())
+        return largest(self._sigma)
 
-    def measure(self, step: int, pre: PreClip, grads: dict[str, np.ndarray], deltas: dict[str, np.ndarray],
-                params: dict[str, np.ndarray], diag: StepDiagnostics, clip_mode: str, clip: float,
-                scale: float) -> GradStats:
+    def measure(self, step: int, pre: PreClip, grads: Packed, deltas: Packed, params: Packed,
+                diag: StepDiagnostics, clip_mode: str, clip: float, scale: float) -> GradStats:
         """Fold the figures of a finished step into :class:`GradStats`."""
         rows = []
         tot_pre = tot_post = tot_d = tot_p = 0.0
         tot_clipped = tot_n = 0
         delta_sq, param_sq, p_dot_d = _moments(params, deltas)
-        post_sq = _squares(grads) if clip_mode == "element" and any(pre.clipped.values()) else None
-        for k in PARAM_NAMES:
+        post_sq = _squares(grads)[0] if clip_mode == "element" and any(pre.clipped.values()) else None
+        for k in params.layout.names:
             n_pre, size = pre.norms[k], grads[k].size
             if clip_mode == "element":
                 n_post = math.sqrt(post_sq[k]) if pre.clipped[k] else n_pre
@@ -346,13 +429,11 @@ class Monitor:
                            tot_clipped / tot_n, math.sqrt(tot_d / tot_p) if tot_p > 0 else 0.0)
         dh = np.asarray(diag.dh_norms, dtype=np.float64)
         self._fired.append(total.clip_frac > 0)
-        counted = diag.saturated
-        sat = counted[1] / diag.hs.size if counted is not None and counted[0] is diag.hs else _saturation(diag.hs)
         return GradStats(step=step, params=tuple(rows), total=total, clip_mode=clip_mode, clip=float(clip),
-                         dh_norms=dh, saturation=sat,
-                         sigma_max=self._sigma_every_other(step, params["w"]),
+                         dh_norms=dh, saturation=float(diag.saturation),
+                         sigma_max=self._sigmas_every_other(step, params),
                          clip_rate=sum(self._fired) / len(self._fired),
-                         clip_window=len(self._fired))
+                         clip_window=len(self._fired), blocks=dict(pre.blocks))
 
 
 class History:

@@ -53,11 +53,8 @@ def clip_grads(grads: dict[str, np.ndarray], mode: str, c: float) -> float:
 
 def _like(params: dict[str, np.ndarray], fill: float | None) -> dict[str, np.ndarray]:
     """Arrays shaped like ``params`` (packed when they are), filled with ``fill`` or left empty."""
-    if isinstance(params, Packed) and params.flat is not None:
-        new = Packed.empty(params.H, params.V, params.flat.dtype)
-        if fill is not None:
-            new.flat[...] = fill
-        return new
+    if isinstance(params, Packed):
+        return params.like(fill)
     return {k: (np.full_like(p, fill) if fill is not None else np.empty_like(p)) for k, p in params.items()}
 
 

@@ -44,6 +44,8 @@ LINES_PER_STREAM = 8
 EVERY = 300
 #: Measurements kept for the history of each distance.
 HISTORY = 240
+#: The held-out text is read this many steps at a time (the state carried over): a pass's work arrays stay small.
+CHUNK = 128
 
 
 def distance(filler: str) -> int:
@@ -139,7 +141,7 @@ class RecallFigures:
 
 
 class RecallProbe:
-    """Copy loss and accuracy per distance k of a :class:`CharRNN` on held-out recall lines.
+    """Copy loss and accuracy per distance k of a :class:`CharRNN` (any cell, any layers) on held-out recall lines.
 
     **Which state a line starts from.** The hidden state is carried through the held-out text, the
     way training carries it from window to window and validation through the validation text: each
@@ -160,8 +162,9 @@ class RecallProbe:
     that are not tasks are read (as context) but not scored.
 
     **Cost.** One forward pass over the held-out lines (their characters plus the warm-ups), the
-    recurrence only: the output layer runs for the scored steps alone, one per line. On recall.txt's
-    validation part (10,560 characters) that is about as much work as a validation pass.
+    recurrence only (the model's own, :meth:`CharRNN.hidden`, without dropout, :data:`CHUNK` steps at a
+    time): the output layer runs for the scored steps alone, one per line. On recall.txt's validation
+    part (10,560 characters) that is about as much work as a validation pass.
     """
 
     def __init__(self, vocab: Vocab, data: np.ndarray, *, context: np.ndarray | None = None, seq_length: int,
@@ -261,22 +264,17 @@ class RecallProbe:
     def copy_scores(self, model: CharRNN) -> tuple[np.ndarray, np.ndarray]:
         """Per scored line: −log ŷ[copy] at its '=' step (nats) and whether argmax ŷ is the copy."""
         p = model.params
-        dtype = model.dtype
         n = len(self.starts)
         if n == 0:
             return np.zeros(0), np.zeros(0, dtype=bool)
         L, S = self.inputs.shape
-        H = model.H
-        table = np.ascontiguousarray((p["u"] + p["bh"]).T, dtype=dtype)  # (V, H): row x is u·x + b_h for one-hot x
-        wT = np.ascontiguousarray(p["w"].T, dtype=dtype)
-        hs = table[self.inputs]  # (L, S, H): u·x_t + b_h, then h_t in place
-        h = np.zeros((S, H), dtype)
-        for t in range(L):
-            h_t = hs[t]
-            h_t += h @ wT
-            np.tanh(h_t, out=h_t)  # h_t = tanh(u·x_t + w·h_{t−1} + b_h), one row per stream
-            h = h_t
-        h_eq = hs[self.eq_t, self.eq_s].astype(np.float64)  # (n, H): the state after reading each '='
+        m = model.astype(model.dtype)  # its own work arrays: the model's are kept for training's shapes
+        h_eq = np.empty((n, model.H))  # the top layer's state after reading each '='
+        state = None
+        for t0 in range(0, L, CHUNK):
+            hs, state = m.hidden(self.inputs[t0:t0 + CHUNK].T, state)  # (steps, S, H), h_t of every stream
+            at = (self.eq_t >= t0) & (self.eq_t < t0 + CHUNK)
+            h_eq[at] = hs[self.eq_t[at] - t0, self.eq_s[at]]
         q = h_eq @ p["v"].T.astype(np.float64) + p["by"][:, 0].astype(np.float64)  # (n, V) logits
         q -= q.max(axis=1, keepdims=True)
         rows = np.arange(n)

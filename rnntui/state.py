@@ -104,7 +104,7 @@ class Change:
 class TrainerState:
     """Everything a run goes on from, and what its views show of its past; the arrays are copies.
 
-    Shapes: H hidden units, V characters, B sequences per batch.
+    Shapes: H hidden units, V characters, B sequences per batch, L layers.
     """
 
     # -- what the run is
@@ -114,12 +114,12 @@ class TrainerState:
     corpus_path: str  # where the text came from (for people: a trainer reads its own corpus)
     run_id: str | None  # None: read from a checkpoint older than run ids (the trainer keeps its own id)
     # -- what training goes on from
-    params: dict[str, np.ndarray]  # u (H, V), w (H, H), v (V, H), bh (H, 1), by (V, 1)
+    params: dict[str, np.ndarray]  # by name (rnntui.model): u (H, V), w (H, H), bh (H, 1), … v (V, H), by (V, 1)
     optimizer: dict  # Optimizer.state_dict(): {"name", "t", "state": {slot: {param: array}}}
-    h: np.ndarray  # (H, B): the hidden state carried into the next batch
+    h: list  # the state carried into the next batch: per layer a tuple of (B, H) rows (h, and c for the lstm)
     stream: dict  # BatchStream.state(): {"position", "epoch"}
     rng: dict  # the sampling generator's bit_generator.state
-    monitor: dict  # Monitor.state_dict(): {"x": (H,) power-iteration vector, "sigma", "fired": [bool, …]}
+    monitor: dict  # Monitor.state_dict(): {"x": (blocks, H) power-iteration vectors, "sigma", "sigmas", "fired"}
     step: int
     chars_seen: int
     elapsed: float  # seconds spent in training steps
@@ -143,3 +143,7 @@ class TrainerState:
     grad_stats: Any = None
     reach: Any = None
     discarded: str | None = None
+    reaches: Any = ()  # monitor.LayerReach per layer
+    gates: Any = ()  # per layer, the gates' Saturation figures
+    # -- what training goes on from, added later (None: a checkpoint from before; the trainer's own stays)
+    dropout_rng: dict | None = None  # the dropout masks' generator's bit_generator.state

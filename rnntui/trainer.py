@@ -25,8 +25,8 @@ import numpy as np
 from . import checkpoint
 from .config import ConfigError, HyperParams, TrainConfig
 from .corpus import BatchStream, Corpus
-from .model import PARAM_NAMES, SATURATION_LEVEL, CharRNN
-from .monitor import GradStats, History, Monitor, Reach
+from .model import PARAM_NAMES, CharRNN, layout_of
+from .monitor import GradStats, History, LayerReach, Monitor, PassReach, Reach, exact_sigmas, largest
 from .optim import clip_grads, make_optimizer
 from .recall import RecallFigures, RecallProbe
 from .state import ALERT_KINDS, Change, ChangeKind, Sample, TrainerState  # noqa: F401 — re-exported
@@ -128,11 +128,25 @@ class Snapshot:
     corpus_path: str = ""
     time: float = 0.0  # time.monotonic() when published (one clock for every process on the machine)
     recall: RecallFigures | None = None  # copy loss per distance k (corpora in recall.txt's format only)
+    sigmas: dict = field(default_factory=dict)  # σmax of every recurrent block (w, w_l1, w_hh[f], …), latest estimate
+    reaches: tuple[LayerReach, ...] = ()  # every layer's reach (h; c for the lstm), bottom first, measured with reach
+    gates: tuple = ()  # per layer, bottom first: the gates' cells.Saturation figures, measured with the reach
 
 
-HISTORY_NAMES = ("loss", "loss_ema", "val_loss", "lr", "sigma_max", "saturation", "reach_factor") + tuple(
-    f"{kind}:{name}" for name in PARAM_NAMES + ("total",) for kind in ("pre", "post", "ratio")
-)
+#: The series recorded for every model, then per tensor (and the total) f"{kind}:{tensor}"
+SERIES = ("loss", "loss_ema", "val_loss", "lr", "sigma_max", "saturation", "reach_factor")
+TENSOR_SERIES = ("pre", "post", "ratio")
+
+
+def history_names(config: TrainConfig) -> tuple[str, ...]:
+    """The series a trainer with ``config`` records: SERIES, then the gradient figures of each parameter tensor
+    (named as the model names them) and of the total."""
+    names = layout_of(config.cell, 1, config.hidden_size, config.layers).names
+    return SERIES + tuple(f"{kind}:{name}" for name in names + ("total",) for kind in TENSOR_SERIES)
+
+
+#: The series of the lecture's model (the rnn, one layer).
+HISTORY_NAMES = SERIES + tuple(f"{kind}:{name}" for name in PARAM_NAMES + ("total",) for kind in TENSOR_SERIES)
 
 EMA_DECAY = 0.98
 #: The gradient's reach costs one extra backward pass of the recurrence (~0.7–1.2 ms, ~20 % of a step at
@@ -154,12 +168,14 @@ class Trainer:
         self.config = config
         self.hyper = config.hyper
         self.model = CharRNN(corpus.vocab.size, config.hidden_size, seed=config.seed, dtype=np.dtype(config.dtype),
-                             init=config.init, chars=corpus.vocab.chars)
+                             init=config.init, chars=corpus.vocab.chars, cell=config.cell, layers=config.layers,
+                             dropout=config.dropout)
         self.optimizer = make_optimizer(self.hyper.optimizer, self.model.params, self.hyper.lr)
         self.stream = BatchStream(corpus.train, config.batch_size, config.seq_length)
         self.h = self.model.zero_state(config.batch_size)
         self.rng = np.random.default_rng(config.seed + 1)
-        self.monitor = Monitor(config.hidden_size, seed=config.seed)
+        self.dropout_rng = np.random.default_rng(config.seed + 2)  # the dropout masks' (part of the state)
+        self.monitor = Monitor(config.hidden_size, seed=config.seed, names=self.model.layout.sigma_names)
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = int(checkpoint_every)
         self.checkpoint_seconds = float(checkpoint_seconds)  # periodic saves by time (0: by steps only)
@@ -176,9 +192,12 @@ class Trainer:
         self.val_step: int | None = None
         self.grad_stats: GradStats | None = None
         self.reach: Reach | None = None
+        self.reaches: tuple[LayerReach, ...] = ()
+        self.gates: tuple = ()
+        self.sigmas: dict[str, float] = {}
         self.reach_every = REACH_EVERY
         self.discarded: str | None = None
-        self.history = {name: History() for name in HISTORY_NAMES}
+        self.history = {name: History() for name in history_names(config)}
         self.samples: deque[Sample] = deque(maxlen=50)
         self.changes: deque[Change] = deque(maxlen=200)
         self.message = ""
@@ -190,8 +209,8 @@ class Trainer:
         # resumes), and those claimed when the run started (checkpoint.claim); see checkpoint.destination.
         self.run_id = secrets.token_hex(8)
         self.claimed: dict = {}
-        self._before_update = {k: p.copy() for k, p in self.model.params.items()}
-        self._last_batch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._before_update = self.model.params.clone()
+        self._last_batch: tuple | None = None  # inputs, targets, the state and the dropout masks of the last pass
         self._controls: queue.SimpleQueue = queue.SimpleQueue()
         self._rate: deque[tuple[float, int]] = deque(maxlen=64)
         self._val_batches = self._make_val_batches()
@@ -279,8 +298,10 @@ class Trainer:
         inputs, targets, wrapped = self.stream.next()
         if wrapped:
             self.h = self.model.zero_state(cfg.batch_size)
-        self._last_batch = (inputs, targets, self.h)
-        loss, grads, h_last, diag = self.model.loss_and_grads(inputs, targets, self.h)
+        masks = self.model.draw_masks(self.dropout_rng, cfg.batch_size, cfg.seq_length)
+        self._last_batch = (inputs, targets, self.h, masks)
+        extra = () if masks is None else (masks,)
+        loss, grads, h_last, diag = self.model.loss_and_grads(inputs, targets, self.h, *extra)
         pre = self.monitor.pre_clip(grads, hp.clip_mode, hp.clip)
         step = self.step + 1
         if not math.isfinite(loss) or pre.nonfinite:
@@ -291,8 +312,7 @@ class Trainer:
             return self._diverge(step, f"loss exploded to {loss / cfg.seq_length:.3g} nats/char "
                                        f"(> {EXPLODED_FACTOR:g}× ln V = {limit:.3g}){_largest(pre)}")
         scale = clip_grads(grads, hp.clip_mode, hp.clip)
-        for k, p in self.model.params.items():  # what the loss of this step was measured on
-            np.copyto(self._before_update[k], p)
+        np.copyto(self._before_update.flat, self.model.params.flat)  # what the loss of this step was measured on
         self._mid_update = True
         deltas = self.optimizer.step(self.model.params, grads)
         bad = _nonfinite(self.model.params)
@@ -308,10 +328,12 @@ class Trainer:
         self.loss_ema = self.loss if self.loss_ema is None else EMA_DECAY * self.loss_ema + (1 - EMA_DECAY) * self.loss
         stats = self.monitor.measure(step, pre, grads, deltas, self.model.params, diag, hp.clip_mode, hp.clip, scale)
         self.grad_stats = stats
+        self.sigmas = self.monitor.sigmas
         self.discarded = None
         if self.reach is None or step % self.reach_every == 0:
-            # on the weights this step's pass ran on (kept in _before_update), before validation reuses the buffers
-            self.reach = self.monitor.reach(step, self._before_update["w"], self._before_update["v"], diag, targets)
+            # on the weights this step's pass ran on (the cells kept theirs, v is in _before_update), before
+            # validation reuses the buffers
+            self._take(self.monitor.reach(step, self._before_update["v"], diag))
         self._record(stats)
         if hp.val_every and step % hp.val_every == 0:
             self.validate()
@@ -337,9 +359,12 @@ class Trainer:
             h[f"post:{p.name}"].append(step, p.norm_post)
             h[f"ratio:{p.name}"].append(step, p.update_ratio)
 
+    def _take(self, figures: PassReach) -> None:
+        """The reach of every layer and the gate figures of one pass, as the snapshots show them."""
+        self.reach, self.reaches, self.gates = figures.reach, figures.reaches, figures.gates
+
     def _undo_update(self) -> None:
-        for k, p in self.model.params.items():
-            np.copyto(p, self._before_update[k])
+        np.copyto(self.model.params.flat, self._before_update.flat)
 
     def _diverge(self, step: int, what: str, *, undone: bool = False) -> None:
         """Stop in the DIVERGED state with the last parameters whose loss was still healthy. ``undone``: this
@@ -358,18 +383,17 @@ class Trainer:
         return None
 
     def _measure_kept(self, kept: int) -> None:
-        """After a divergence: σmax(w), saturation and the reach of the parameters kept, on the last batch, so
-        the panels show the weights training goes on from; the gradient figures stay those of the last
-        measured update, and ``discarded`` says so."""
+        """After a divergence: σmax of the recurrent blocks, saturation, the gates and the reach of the parameters
+        kept, on the last batch (with its dropout masks), so the panels show the weights training goes on from;
+        the gradient figures stay those of the last measured update, and ``discarded`` says so."""
         if self._last_batch is None:
             return
         m = self.model.astype(np.float64)
-        inputs, targets, h0 = self._last_batch
         with np.errstate(all="ignore"):
-            states = m.states(inputs, h0)  # one forward pass for both figures
-            self.reach = self.monitor.reach_on(kept, m, inputs, targets, h0, states)
-            saturation = float(np.mean(np.abs(states[1:]) > SATURATION_LEVEL))
-            sigma = float(np.linalg.norm(m.params["w"], 2))
+            figures = self.monitor.reach_on(kept, m, *self._last_batch)  # one forward pass for all of them
+            self.sigmas = exact_sigmas(m.params)
+        self._take(figures)
+        saturation, sigma = figures.saturation, largest(self.sigmas.values())
         if self.grad_stats is not None:
             self.discarded = (f"gradients of step {self.grad_stats.step}'s update (discarded); σmax, saturation, "
                               f"reach: of the kept parameters of step {kept}")
@@ -383,16 +407,19 @@ class Trainer:
 
         if self._last_batch is None:
             inputs, targets = self.stream.peek()
-            batch = (inputs, targets, self.h)
+            inputs, targets, h0, masks = inputs, targets, self.h, None
         else:
-            batch = self._last_batch
+            inputs, targets, h0, masks = self._last_batch
         frozen = self.model.astype(np.float64)
-        for k in PARAM_NAMES:  # the weights the last pass ran on (the update since changed the model's)
-            frozen.params[k][...] = self._before_update[k]
-        ins = Inspection.from_arrays(self.step, frozen, *batch)
-        ins = dataclasses.replace(ins, reach=self.monitor.reach_on(self.step, ins.model, ins.inputs, ins.targets,
-                                                                   ins.h0))
-        self.reach = ins.reach
+        np.copyto(frozen.params.flat, self._before_update.flat)  # the weights the last pass ran on (not the update's)
+        given = h0[0][0].T if self.model.lecture else h0  # the lecture's model: its (H, B) columns, as ever
+        ins = Inspection.from_arrays(self.step, frozen, inputs, targets, given,
+                                     **({} if masks is None else {"masks": masks}))
+        figures = self.monitor.reach_on(self.step, ins.model, inputs, targets, h0, masks)
+        self._take(figures)
+        ins = dataclasses.replace(ins, reach=figures.reach)
+        if "reaches" in {f.name for f in dataclasses.fields(ins)}:
+            ins = dataclasses.replace(ins, reaches=figures.reaches)
         return ins
 
     # -- validation and sampling -------------------------------------------------
@@ -428,7 +455,7 @@ class Trainer:
         temp = self.hyper.temperature if temperature is None else temperature
         # stream 0's state has read train[0 : position]; the next character it would read is train[position]
         last = int(self.corpus.train[min(self.stream.position, len(self.corpus.train) - 1)]) if self.step else 0
-        text = self.model.sample(self.h[:, 0], last, n, temp, self.rng)
+        text = self.model.sample(self.model.state_of(self.h, 0), last, n, temp, self.rng)
         s = Sample(self.step, temp, text)
         self.samples.append(s)
         return s
@@ -460,7 +487,8 @@ class Trainer:
         return TrainerState(
             config=self.config, hyper=self.hyper, vocab=self.corpus.vocab.chars, corpus_path=self.corpus.path,
             run_id=self.run_id, params={k: p.copy() for k, p in self.model.params.items()},
-            optimizer=self.optimizer.state_dict(), h=self.h.copy(), stream=self.stream.state(),
+            optimizer=self.optimizer.state_dict(), h=[tuple(a.copy() for a in s) for s in self.h],
+            stream=self.stream.state(), dropout_rng=self.dropout_rng.bit_generator.state,
             rng=self.rng.bit_generator.state, monitor=self.monitor.state_dict(),
             step=self.step, chars_seen=self.chars_seen, elapsed=self.elapsed,
             loss=self.loss, loss_ema=self.loss_ema, val_loss=self.val_loss, val_step=self.val_step,
@@ -468,7 +496,7 @@ class Trainer:
             samples=tuple(self.samples), changes=tuple(self.changes),
             status=self.state, message=self.message, error=self.error, saved_step=self.saved_step,
             saved_path=self.saved_path, claimed=dict(self.claimed), grad_stats=self.grad_stats, reach=self.reach,
-            discarded=self.discarded,
+            discarded=self.discarded, reaches=self.reaches, gates=self.gates,
         )
 
     def load_state_dict(self, state: TrainerState) -> None:
@@ -487,20 +515,23 @@ class Trainer:
             given = np.asarray(state.params[k])
             if given.shape != p.shape or not np.issubdtype(given.dtype, np.floating):
                 raise ValueError(f"parameter {k} has shape {given.shape} and type {given.dtype}, not {p.shape} floats")
-        if np.shape(state.h) != self.h.shape:
-            raise ValueError(f"the hidden state has shape {np.shape(state.h)}, not {self.h.shape}")
+        shape = (self.config.layers, len(self.model.state_names), self.config.batch_size, self.config.hidden_size)
+        if np.shape(state.h) != shape:
+            raise ValueError(f"the carried state has shape {np.shape(state.h)} (layers, states, B, H), not {shape}")
         self.hyper = state.hyper
         self.optimizer = make_optimizer(state.hyper.optimizer, self.model.params, state.hyper.lr)
         if state.optimizer["name"] == self.optimizer.name:
             self.optimizer.load_state_dict(state.optimizer)
         self.monitor.load_state_dict(state.monitor)
         self.rng.bit_generator.state = state.rng
+        if state.dropout_rng is not None:  # None: a checkpoint from before dropout (whose runs drew no masks)
+            self.dropout_rng.bit_generator.state = state.dropout_rng
         for k, p in self.model.params.items():
             np.copyto(p, state.params[k])
-            # what a divergence rolls back to, and what inspection shows, until the next step
-            np.copyto(self._before_update[k], p)
+        # what a divergence rolls back to, and what inspection shows, until the next step
+        np.copyto(self._before_update.flat, self.model.params.flat)
         self._last_batch = None
-        self.h = np.array(state.h, dtype=self.model.dtype)
+        self.h = [tuple(np.array(a, dtype=self.model.dtype) for a in s) for s in state.h]
         self.stream.position, self.stream.epoch = int(state.stream["position"]), int(state.stream["epoch"])
         self.step, self.chars_seen, self.elapsed = state.step, state.chars_seen, state.elapsed
         self.loss, self.loss_ema = state.loss, state.loss_ema
@@ -518,6 +549,7 @@ class Trainer:
         self.message, self.error = state.message, state.error
         self.saved_step, self.saved_path, self.claimed = state.saved_step, state.saved_path, dict(state.claimed)
         self.grad_stats, self.reach, self.discarded = state.grad_stats, state.reach, state.discarded
+        self.reaches, self.gates, self.sigmas = tuple(state.reaches), tuple(state.gates), self.monitor.sigmas
         self._rate.clear()
 
     # -- snapshots -----------------------------------------------------------------
@@ -540,7 +572,8 @@ class Trainer:
             checkpoint_path=self.checkpoint_path, saved_step=self.saved_step,
             saved_path=self.saved_path, vocab_size=self.corpus.vocab.size,
             corpus_path=self.corpus.path, time=time.monotonic(),
-            recall=self.recall.latest if self.recall is not None else None,
+            recall=self.recall.latest if self.recall is not None else None, sigmas=dict(self.sigmas),
+            reaches=self.reaches, gates=self.gates,
         )
 
     def publish(self) -> Snapshot:
@@ -640,10 +673,9 @@ class Trainer:
         return self.state
 
 
-def _nonfinite(params: dict) -> str | None:
+def _nonfinite(params) -> str | None:
     """The first tensor holding NaN or Inf (one sum over the packed vector when all is well)."""
-    flat = getattr(params, "flat", None)
-    if flat is not None and np.isfinite(flat.sum()):
+    if np.isfinite(params.flat.sum()):
         return None
     return next((k for k, p in params.items() if not np.isfinite(p.sum())), None)
 

@@ -317,7 +317,7 @@ def made(tmp_path, work, capsys):
 
 # a value unlike the one in `made` for each setting a resumed run must keep (no option: no value)
 CHANGED = {"hidden_size": "9", "seq_length": "7", "batch_size": "3", "dtype": "float64", "init": "lecture",
-           "val_fraction": "0.3", "val_chars": None}
+           "cell": "lstm", "layers": "2", "dropout": "0.3", "val_fraction": "0.3", "val_chars": None}
 
 
 def test_the_fixed_settings_are_the_run_settings_but_seed():
@@ -326,11 +326,16 @@ def test_the_fixed_settings_are_the_run_settings_but_seed():
     assert {k for k, v in CHANGED.items() if v is None}.isdisjoint(options), "a new option needs a changed value"
 
 
-@pytest.mark.parametrize("name", [k for k, v in CHANGED.items() if v is not None])
+@pytest.mark.parametrize("name", [k for k, v in CHANGED.items() if v is not None and k != "dropout"])
 def test_every_fixed_setting_is_refused_on_resume(capsys, work, made, name):
     """Each TrainConfig setting but the hyperparameters and the seed must match the checkpoint's when given."""
     option = "--" + name.replace("_", "-")
     _refuse(capsys, work, ["--resume", str(made), option, CHANGED[name]], option, "cannot change", "leave it out")
+
+
+def test_dropout_on_resuming_a_one_layer_run_is_refused(capsys, work, made):
+    """Dropout acts between layers: given for `made` (one layer), it is refused as it would be for a new run."""
+    _refuse(capsys, work, ["--resume", str(made), "--dropout", CHANGED["dropout"]], "dropout 0.3", "layers 2")
 
 
 def test_seed_and_hyperparameters_may_be_given_on_resume(capsys, work, made):

@@ -24,7 +24,8 @@ from .data.make_checkpoint import CHANGED, FIRST_STEPS, TEXT, THEN_STEPS
 
 DATA = Path(__file__).parent / "data"
 #: The fields of a TrainerState that belong to this session only (never in a file).
-SESSION = ("status", "message", "error", "saved_step", "saved_path", "claimed", "grad_stats", "reach", "discarded")
+SESSION = ("status", "message", "error", "saved_step", "saved_path", "claimed", "grad_stats", "reach", "discarded",
+           "reaches", "gates")
 #: Those that differ between two runs of the same training: wall-clock time, and each run's own id.
 OF_THE_RUN = ("elapsed", "run_id")
 
@@ -41,6 +42,12 @@ def _assert_equal(x, y, where: str) -> None:
         assert isinstance(x, dict) and isinstance(y, dict) and set(x) == set(y), where
         for k in x:
             _assert_equal(x[k], y[k], f"{where}.{k}")
+    elif isinstance(x, list) and x and isinstance(x[0], tuple):  # the carried state: per layer a tuple of arrays
+        assert isinstance(y, list) and len(x) == len(y), where
+        for k, (a, b) in enumerate(zip(x, y, strict=True)):
+            assert len(a) == len(b), where
+            for j, (p, q) in enumerate(zip(a, b, strict=True)):
+                _assert_equal(p, q, f"{where}[{k}][{j}]")
     elif isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
         assert np.shape(x) == np.shape(y), where
         np.testing.assert_array_equal(x, y, err_msg=where)
@@ -444,7 +451,7 @@ def test_state_dict_is_a_copy(make_trainer):
     _run(tr, 2)
     state = tr.state_dict()
     before = tr.state_dict()
-    for a in (state.params["w"], state.optimizer["state"]["m"]["w"], state.h, state.monitor["x"],
+    for a in (state.params["w"], state.optimizer["state"]["m"]["w"], state.h[0][0], state.monitor["x"],
               state.history["loss"]["values"]):
         a[...] = 7.0
     assert_same_state(tr.state_dict(), before, leave_out=())
@@ -501,8 +508,9 @@ def test_a_checkpoint_written_by_an_earlier_version_resumes(commit, tmp_path):
     for slot, per_param in resumed.optimizer.state.items():
         for k, a in per_param.items():
             np.testing.assert_array_equal(a, raw[f"opt.{slot}.{k}"], err_msg=f"{slot}.{k}")
-    np.testing.assert_array_equal(resumed.h, raw["h"])
-    np.testing.assert_array_equal(resumed.monitor.state_dict()["x"], raw["monitor.x"])
+    np.testing.assert_array_equal(resumed.h[0][0], raw["h"].T)  # version 1 held the lecture's (H, B) columns
+    np.testing.assert_array_equal(resumed.monitor.state_dict()["x"], raw["monitor.x"][None])  # its one block's
+    assert (resumed.config.cell, resumed.config.layers, resumed.config.dropout) == ("rnn", 1, 0.0)
     assert resumed.stream.state() == header["stream"] and resumed.rng.bit_generator.state == header["rng"]
     assert resumed.hyper == HyperParams(**header["hyper"]) and resumed.hyper.lr == CHANGED["lr"]
     assert (resumed.loss, resumed.val_loss, resumed.val_step) == (header["loss"], header["val_loss"],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rnntui import gradcheck
-from rnntui.model import PARAM_NAMES
+from rnntui.model import PARAM_NAMES, CharRNN
 from rnntui.monitor import History, Monitor, health
 from rnntui.optim import clip_grads, make_optimizer
 
@@ -98,23 +98,26 @@ def test_all_losses_dh_norms_match_the_reference(reference):
 
 
 def test_saturation_fraction():
-    _, raw, clipped, before, model, diag, _ = _step("none", 1.0)
-    hs = np.array([[0.995, -0.999, 0.5], [0.98, -1.0, 0.0], [0.99, 0.2, -0.991]])
-    diag = dataclasses.replace(diag, hs=hs)
+    """u = w = 0: h = tanh(b_h) at every step; units at b_h = ±3 (|h| = 0.995 > 0.99) are saturated, at
+    b_h = 2.6 (|h| = 0.989) and 0.5 not."""
+    model = CharRNN(4, 4, dtype=np.float64)
+    model.params.flat[...] = 0
+    model.params["bh"][:, 0] = [3.0, -3.0, 2.6, 0.5]
+    x = np.zeros((2, 5), int)
+    _, grads, _, diag = model.loss_and_grads(x, x)
     mon = Monitor(model.H)
-    pre = mon.pre_clip(raw, "none", 1.0)
-    deltas = {k: np.zeros_like(p) for k, p in model.params.items()}
-    stats = mon.measure(1, pre, raw, deltas, model.params, diag, "none", 1.0, 1.0)
-    assert stats.saturation == pytest.approx(4 / 9)  # |h| > 0.99: 0.995, −0.999, −1.0, −0.991 (0.99 is not)
+    pre = mon.pre_clip(grads, "none", 1.0)
+    stats = mon.measure(1, pre, grads, grads.like(0.0), model.params, diag, "none", 1.0, 1.0)
+    assert stats.saturation == pytest.approx(2 / 4)
     assert stats.total.update_ratio == 0.0
 
 
 def test_pre_clip_finds_non_finite_tensor():
-    _, raw, *_ = _step("none", 1.0)
-    raw["v"][1, 1] = np.nan
-    raw["by"][0, 0] = np.inf
-    pre = Monitor(6).pre_clip(raw, "global", 1.0)
-    assert pre.nonfinite == "v"  # the first in u, w, v, bh, by order
+    _, _, grads, *_ = _step("none", 1.0)
+    grads["v"][1, 1] = np.nan
+    grads["by"][0, 0] = np.inf
+    pre = Monitor(6).pre_clip(grads, "global", 1.0)
+    assert pre.nonfinite == "v"  # the first in the layout's order: u, w, bh, v, by
     assert np.isnan(pre.norms["v"]) and np.isfinite(pre.norms["u"])
 
 

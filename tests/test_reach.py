@@ -12,8 +12,9 @@ import math
 import numpy as np
 import pytest
 
+from rnntui.cells import RNN, Cache
 from rnntui.derivation import gradient_from_last_step
-from rnntui.model import CharRNN, last_loss_back
+from rnntui.model import CharRNN
 from rnntui.monitor import REACH_LEVEL, SATURATED_SHARE, Reach, causes, health
 
 
@@ -65,7 +66,7 @@ def test_the_training_pass_gives_the_same_reach_as_a_fresh_pass_also_when_split(
         x, y = _batch(9, 4, 6)
         h0 = np.zeros((8, 4))
         _, _, _, diag = m.loss_and_grads(x, y, h0)
-        from_pass = diag.last_loss_back(np.array(m.params["w"]), np.array(m.params["v"]), y)
+        from_pass = diag.figures(np.array(m.params["v"])).logs[-1]["h"]
         assert len(m._buffers_for(4, 6).parts) == threads
         np.testing.assert_allclose(from_pass, m.astype(np.float64).last_loss_back(x, y, h0), rtol=1e-12)
 
@@ -84,12 +85,14 @@ def test_reach_agrees_with_the_derivation_screens_per_sequence_figures():
 
 def test_reach_survives_a_gradient_smaller_than_float32_can_hold():
     # a factor 0.01 per step over 40 steps is 1e-80 of the start: far below float32's smallest number
-    H, T = 8, 40
-    hs = np.zeros((T, 2, H), np.float32)  # h = 0: 1 − h² = 1
-    w = (0.01 * np.eye(H)).astype(np.float32)
-    v = np.random.default_rng(0).standard_normal((3, H)).astype(np.float32)
-    dy = np.array([[0.5, -0.5, 0.0], [0.1, 0.2, -0.3]], np.float32)
-    logs = last_loss_back(w, v, hs, dy)
+    H, T, V = 8, 40, 3
+    cell = RNN()
+    p = cell.zeros(V, H, np.float32)  # u = 0, b_h = 0, h0 = 0: h = 0, so 1 − h² = 1
+    p["w"][...] = 0.01 * np.eye(H)
+    c = Cache()
+    cell.forward(p, np.zeros(T * 2, int), cell.zero_state(2, H, np.float32), c)
+    dh_T = np.random.default_rng(0).standard_normal((2, H)).astype(np.float32)
+    logs = cell.last_loss_back(p, c, dh_T)["h"]
     assert np.all(np.isfinite(logs))
     np.testing.assert_allclose(np.diff(logs), math.log(0.01), rtol=1e-5)
     reach = Reach.from_log_norms(0, logs)
@@ -210,7 +213,7 @@ def test_after_a_divergence_the_panels_show_the_kept_parameters(make_trainer):
     snap = t.snapshot()
     # σmax and saturation are those of the kept weights (exact), not of the update that was undone
     assert snap.grad_stats.sigma_max == pytest.approx(np.linalg.norm(kept_w, 2), rel=1e-9)
-    inputs, targets, h0 = t._last_batch
+    inputs, targets, h0, masks = t._last_batch
     hs = t.model.astype(np.float64).states(inputs, h0)[1:]
     assert snap.grad_stats.saturation == pytest.approx(np.mean(np.abs(hs) > 0.99))
     assert snap.reach is not None

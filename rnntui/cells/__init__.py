@@ -13,6 +13,7 @@ of a cell with dropout between them.
 
 from __future__ import annotations
 
+from .. import config
 from .base import (
     GATE_HIGH,
     GATE_LOW,
@@ -35,6 +36,7 @@ from .stack import Stack, StackCache
 
 #: The cells by their command-line names.
 CELLS: dict[str, type[Cell]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+assert tuple(CELLS) == config.CELLS  # the settings' names are these
 
 
 def make_cell(name: str, **options) -> Cell:

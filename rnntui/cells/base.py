@@ -226,12 +226,16 @@ def _block_rows(order: tuple[int, ...], H: int) -> np.ndarray:
 TRANSPOSE_BLOCKED, TRANSPOSE_ROWS = 1 << 18, 16
 
 
-def _transpose_scaled(src: np.ndarray, scale: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """out = (src · scale[:, None])ᵀ, for a (K, M) ``src`` and (M, K) ``out``."""
+def _transpose_scaled(src: np.ndarray, scale: np.ndarray | None, out: np.ndarray) -> np.ndarray:
+    """out = (src · scale[:, None])ᵀ, for a (K, M) ``src`` and (M, K) ``out`` (scale None: 1, a plain transpose)."""
     if src.size <= TRANSPOSE_BLOCKED:
-        return np.multiply(src.T, scale, out=out)
+        return np.copyto(out, src.T) or out if scale is None else np.multiply(src.T, scale, out=out)
     for k in range(0, src.shape[0], TRANSPOSE_ROWS):
-        np.multiply(src[k:k + TRANSPOSE_ROWS].T, scale[k:k + TRANSPOSE_ROWS], out=out[:, k:k + TRANSPOSE_ROWS])
+        block = src[k:k + TRANSPOSE_ROWS].T
+        if scale is None:
+            np.copyto(out[:, k:k + TRANSPOSE_ROWS], block)
+        else:
+            np.multiply(block, scale[k:k + TRANSPOSE_ROWS], out=out[:, k:k + TRANSPOSE_ROWS])
     return out
 
 
@@ -493,8 +497,11 @@ class Cell(ABC):
         """Each weight gradient as one product over all T steps; ∂E/∂x for rows input (returned)."""
         GH, H, N = self.G * c.H, c.H, c.N
         hprev = c.arrays["h"][:N]  # h_0 … h_{T−1}
-        gw = np.matmul(da_rec.T, hprev, out=c.array("gw_hh", (GH, H)))  # Σ_t δa_t·h_{t−1}ᵀ
-        self._unpermute(gw, c.arrays["inv"], grads[self.w_hh])
+        if self.G == 1 and grads[self.w_hh].flags.c_contiguous:  # no blocks to reorder: straight into place
+            np.matmul(da_rec.T, hprev, out=grads[self.w_hh])  # Σ_t δa_t·h_{t−1}ᵀ
+        else:
+            gw = np.matmul(da_rec.T, hprev, out=c.array("gw_hh", (GH, H)))  # Σ_t δa_t·h_{t−1}ᵀ
+            self._unpermute(gw, c.arrays["inv"], grads[self.w_hh])
         inv_in = c.arrays["inv_in"]
         dx = None
         if c.onehot:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Cache, Cell, Equation, ParamSpec, RefBackward, RefForward, _sq, col, figures
+from .base import Cache, Cell, Equation, ParamSpec, RefBackward, RefForward, _sq, _transpose_scaled, col, figures
 
 
 class RNN(Cell):
@@ -66,6 +66,23 @@ class RNN(Cell):
     def _gates_buffer(self, c: Cache) -> np.ndarray:
         return c.array("h", ((c.T + 1) * c.B, c.H))[c.B:]
 
+    def _prepare(self, params: dict, c: Cache) -> None:
+        """As :meth:`Cell._prepare`, with one block and no factors: plain copies (``Wf`` = wᵀ, ``Wb`` = w, the table
+        uᵀ + b_h), a few calls fewer for the cell whose pass is the shortest."""
+        I, H = c.I, c.H  # noqa: E741
+        if "perm" not in c.arrays:
+            c.arrays["perm"] = c.arrays["inv"] = c.arrays["perm_in"] = c.arrays["inv_in"] = np.arange(H)
+        w, u = params["w"], params["u"]
+        np.copyto(c.array("Wb", (H, H)), w)
+        _transpose_scaled(w, None, c.array("Wf", (H, H)))
+        if c.onehot:
+            table = _transpose_scaled(u, None, c.array("table", (I, H)))
+            np.add(table, params["bh"], out=table)
+        else:
+            _transpose_scaled(u, None, c.array("Wi", (I, H)))
+            np.copyto(c.array("bi", (H,)), params["bh"])
+            np.copyto(c.array("Wi_b", (H, I)), u)
+
     def _make_views(self, a: dict, T: int, B: int, H: int) -> dict:
         steps = lambda x, n=T: list(x.reshape(n, B, H))  # noqa: E731
         h = steps(a["h"], T + 1)
@@ -79,8 +96,9 @@ class RNN(Cell):
     def _recur(self, c: Cache) -> None:
         tmp = c.array("tmp", (c.B, c.H))
         Wf = c.arrays["Wf"]
+        dot = np.dot  # (less call overhead than np.matmul)
         for h_prev, h in self._views(c)["fwd"]:  # h holds u·x_t + b_h
-            np.matmul(h_prev, Wf, out=tmp)  # w·h_{t−1}, in rows
+            dot(h_prev, Wf, out=tmp)  # w·h_{t−1}, in rows
             np.add(h, tmp, out=h)
             np.tanh(h, out=h)  # eq-8
 
@@ -93,7 +111,7 @@ class RNN(Cell):
     @staticmethod
     def _back_step(Wb, dh, D, da, carry) -> None:
         np.multiply(D, dh, out=da)  # eq-7: dhraw = (1 − h²) ⊙ ∂E/∂h
-        np.matmul(da, Wb, out=carry)  # eq-13: wᵀ·dhraw, to h_{t−1}
+        np.dot(da, Wb, out=carry)  # eq-13: wᵀ·dhraw, to h_{t−1}
 
     def _back_loop(self, c: Cache, dh_top: np.ndarray):
         c.array("da", (c.N, c.H))
@@ -102,12 +120,14 @@ class RNN(Cell):
         factors, grads = v["factors"], v["grads"]
         dh3 = dh_top.reshape(c.T, c.B, c.H)
         carry_next = None
-        for s in range(c.T - 1, -1, -1):
+        multiply, dot = np.multiply, np.dot
+        for s in range(c.T - 1, -1, -1):  # _back_step, inline: the loop is most of the cell's backward
             dh = dh3[s]
             if carry_next is not None:
                 np.add(dh, carry_next, out=dh)  # from above + what step t+1 sent back
             da, carry_next = grads[s]
-            self._back_step(Wb, dh, factors[s], da, carry_next)
+            multiply(factors[s], dh, out=da)  # eq-7: dhraw = (1 − h²) ⊙ ∂E/∂h
+            dot(da, Wb, out=carry_next)  # eq-13: wᵀ·dhraw, to h_{t−1}
         da = c.arrays["da"]
         return (carry_next.copy(),), da, da
 

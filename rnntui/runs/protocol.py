@@ -12,7 +12,7 @@ whose first element is the extension ``TAG`` naming a type and whose second is i
 ``npscalar``        ``[dtype string, raw bytes]``: a NumPy scalar, its dtype kept
 an enum's name      its value (``RunState``, ``ChangeKind``)
 a dataclass's name  a map of its fields (``Snapshot``, ``GradStats``, ``Reach`` …, every command)
-``CharRNN``         ``{"chars", "params": {name: array}}``: an inspected model's weights
+``CharRNN``         ``{"chars", "cell", "layers", "dropout", "params": {name: array}}``: an inspected model
 ==================  =====================================================================
 
 Only the types in :data:`REGISTRY` are built when decoding, each through its own constructor:
@@ -42,10 +42,11 @@ import msgpack
 import numpy as np
 
 from .. import __version__
-from ..config import HyperParams, TrainConfig
+from ..cells import Saturation
+from ..config import CELLS, MAX_LAYERS, HyperParams, TrainConfig
 from ..derivation import Inspection
-from ..model import PARAM_NAMES, CharRNN
-from ..monitor import GradStats, ParamStats, Reach
+from ..model import CharRNN, layout_of
+from ..monitor import GradStats, LayerReach, ParamStats, Reach
 from ..recall import RecallFigures, RecallRow
 from ..state import Change, ChangeKind, Sample
 from ..trainer import Pause, Resume, RunState, SampleNow, SaveCheckpoint, Set, Snapshot, Stop
@@ -172,24 +173,39 @@ class _Tag:
 
 
 def _encode_model(m: CharRNN) -> dict:
-    return {"chars": m.chars, "params": {k: np.ascontiguousarray(m.params[k]) for k in PARAM_NAMES}}
+    return {"chars": m.chars, "cell": m.cell, "layers": m.layers, "dropout": m.dropout,
+            "params": {k: np.ascontiguousarray(a) for k, a in m.params.items()}}
+
+
+#: A model's fields; those it may leave out (the lecture's model, as protocol 1 sent it before the cells) default to
+MODEL_FIELDS, MODEL_DEFAULTS = frozenset({"chars", "cell", "layers", "dropout", "params"}), {"cell": "rnn", "layers": 1,
+                                                                                           "dropout": 0.0}
 
 
 def _decode_model(payload) -> CharRNN:
-    if not isinstance(payload, dict) or set(payload) != {"chars", "params"}:
-        raise ProtocolError("a model is a map of chars and params")
-    params, chars = payload["params"], payload["chars"]
-    if not isinstance(params, dict) or set(params) != set(PARAM_NAMES) or not all(
-            isinstance(p, np.ndarray) and p.ndim == 2 and p.dtype.kind == "f" for p in params.values()):
-        raise ProtocolError(f"a model's params are the float matrices {', '.join(PARAM_NAMES)}")
-    H, V = params["u"].shape
-    shapes = {"u": (H, V), "w": (H, H), "v": (V, H), "bh": (H, 1), "by": (V, 1)}
-    wrong = [k for k, s in shapes.items() if params[k].shape != s]
-    if wrong or H < 1 or V < 1 or (chars is not None and (not isinstance(chars, str) or len(chars) != V)):
+    if not isinstance(payload, dict) or not {"chars", "params"} <= set(payload) <= MODEL_FIELDS:
+        raise ProtocolError("a model is a map of chars, params, and its cell, layers and dropout")
+    payload = {**MODEL_DEFAULTS, **payload}
+    params, chars, cell, layers, dropout = (payload[k] for k in ("params", "chars", "cell", "layers", "dropout"))
+    if cell not in CELLS or isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= MAX_LAYERS \
+            or isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise ProtocolError(f"a model's cell is one of {', '.join(CELLS)} with 1 to {MAX_LAYERS} layers and a "
+                            "dropout in [0, 1)")
+    if not isinstance(params, dict) or "v" not in params or not all(
+            isinstance(p, np.ndarray) and p.ndim == 2 and p.dtype.kind == "f" for k, p in params.items()
+            if k != "v") or not isinstance(params["v"], np.ndarray) or params["v"].ndim != 2:
+        raise ProtocolError("a model's params are float arrays by name, v among them")
+    V, H = params["v"].shape
+    if H < 1 or V < 1:
+        raise ProtocolError("a model's parameters do not fit together (v)")
+    shapes = layout_of(cell, V, H, layers).shapes
+    wrong = sorted(set(shapes) ^ set(params)) + [k for k, s in shapes.items() if k in params and
+                                                 (params[k].shape != s or params[k].dtype != params["v"].dtype)]
+    if wrong or (chars is not None and (not isinstance(chars, str) or len(chars) != V)):
         raise ProtocolError(f"a model's parameters do not fit together ({', '.join(wrong) or 'chars'})")
     # built only once its arrays (already received, so of bounded size) have fitting shapes
-    m = CharRNN(V, H, dtype=params["u"].dtype, chars=chars)
-    for k in PARAM_NAMES:
+    m = CharRNN(V, H, dtype=params["v"].dtype, chars=chars, cell=cell, layers=layers, dropout=float(dropout))
+    for k in shapes:
         m.params[k][...] = params[k]
     return m
 
@@ -198,7 +214,7 @@ def _decode_model(payload) -> CharRNN:
 #: and the few types with a codec of their own (``CUSTOM``).
 REGISTRY: dict[str, type] = {cls.__name__: cls for cls in (
     RunInfo, *COMMANDS, Snapshot, HyperParams, TrainConfig, GradStats, ParamStats, Reach, RecallFigures, RecallRow,
-    Sample, Change, Inspection, RunState, ChangeKind, CharRNN)}
+    Sample, Change, Inspection, RunState, ChangeKind, CharRNN, LayerReach, Saturation)}
 CUSTOM = {CharRNN: (_encode_model, _decode_model)}
 #: What a run accepts from a viewer: these messages, and the commands (besides tuples, arrays and scalars).
 REQUEST_TYPES = frozenset({"Hello", "CommandRequest", "InspectRequest", *(c.__name__ for c in COMMANDS)})
