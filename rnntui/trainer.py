@@ -25,7 +25,7 @@ import numpy as np
 from . import checkpoint
 from .config import ConfigError, HyperParams, TrainConfig
 from .corpus import BatchStream, Corpus
-from .model import PARAM_NAMES, CharRNN, layout_of
+from .model import CharRNN, layout_of
 from .monitor import GradStats, History, LayerReach, Monitor, PassReach, Reach, exact_sigmas, largest
 from .optim import clip_grads, make_optimizer
 from .recall import RecallFigures, RecallProbe
@@ -146,7 +146,7 @@ def history_names(config: TrainConfig) -> tuple[str, ...]:
 
 
 #: The series of the lecture's model (the rnn, one layer).
-HISTORY_NAMES = SERIES + tuple(f"{kind}:{name}" for name in PARAM_NAMES + ("total",) for kind in TENSOR_SERIES)
+HISTORY_NAMES = history_names(TrainConfig())
 
 EMA_DECAY = 0.98
 #: The gradient's reach costs one extra backward pass of the recurrence (~0.7–1.2 ms, ~20 % of a step at
