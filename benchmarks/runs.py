@@ -2,6 +2,7 @@
 
     python -m benchmarks.runs [--seconds 4] [--rounds 5] [--corpus PATH] [--json PATH]
     python -m benchmarks.runs --codec-only
+    python -m benchmarks.runs --watch-only [--repeats 7]
 
 **Codec.** A (128, 25, 32) trainer's snapshot, after some steps and with every history full (2048 points
 each, as after a long run), encoded and decoded by :mod:`rnntui.runs.protocol` (medians of many), its
@@ -14,8 +15,13 @@ every 0.2 s) with
 
   none      no viewer attached (the server waits: it encodes nothing)
   1 viewer  one viewer process (``SocketRunClient``: connects, receives and decodes every snapshot pushed
-            to it; no drawing, which the app does in its own process: benchmarks/ui_overhead.py)
+            to it; no drawing: benchmarks/ui_overhead.py measures the app itself watching)
   3 viewers three of them
+
+**First screen.** (needs tmux) A run started with ``rnntui CORPUS --detach``; then, ``--repeats`` times,
+``rnntui watch NAME`` in a new 80×24 tmux session, timed from the session's start (the interpreter starting,
+the imports, connecting, the first snapshot) until the pane shows the status bar's "RUNNING step N"; the
+session is then killed (a hang-up: the viewer detaches). Target: under 1 second.
 
 Characters trained per second come from the trainer's own snapshots (characters seen, publication
 time) over ``--seconds`` after a warm-up second; every contender gets a fresh trainer. The cost of each
@@ -164,8 +170,52 @@ def measure(corpus: Corpus, seconds: float, rounds: int, progress=print) -> dict
     return out
 
 
-def report(c: dict, t: dict | None) -> str:
-    lines = [f"snapshot (128/25/32, histories full): {c['snapshot_bytes'] / 1e3:,.0f} kB, encode "
+FIRST_SCREEN_TARGET = 1.0
+
+
+def first_screen(corpus: Path, repeats: int = 7) -> list[float]:
+    """Seconds from ``rnntui watch NAME`` starting in a new tmux session to the run's figures on its screen."""
+    import re
+    import shutil
+
+    if shutil.which("tmux") is None:
+        raise RuntimeError("the first-screen measurement needs tmux")
+    home = tempfile.mkdtemp(prefix="rw-", dir="/tmp")
+    env = {**os.environ, "RNNTUI_HOME": home, "OPENBLAS_NUM_THREADS": "1"}
+    rnntui = [sys.executable, "-m", "rnntui"]
+    started = subprocess.run([*rnntui, str(corpus), "--detach", "--name", "bench"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    if started.returncode != 0:
+        raise RuntimeError(started.stderr)
+    sock = f"rnntui-bench-{os.getpid()}"
+    tmux = ["tmux", "-L", sock]
+    command = " ".join([f"RNNTUI_HOME={home}", "OPENBLAS_NUM_THREADS=1", *rnntui, "watch", "bench", "--no-mouse"])
+    times = []
+    try:
+        for i in range(repeats):
+            t0 = time.monotonic()
+            subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-x", "80", "-y", "24", "-s", f"w{i}",
+                            command], check=True, env=env)
+            while True:
+                pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", f"w{i}"], capture_output=True,
+                                      text=True).stdout
+                if re.search(r"RUNNING\s+step \d+", pane):
+                    times.append(time.monotonic() - t0)
+                    break
+                if time.monotonic() - t0 > 30:
+                    raise RuntimeError(f"no first screen within 30 s:\n{pane}")
+                time.sleep(0.01)
+            subprocess.run([*tmux, "kill-session", "-t", f"w{i}"], check=False)
+            time.sleep(0.5)
+    finally:
+        subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
+        subprocess.run([*rnntui, "stop", "bench", "--no-save"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
+    return times
+
+
+def report(c: dict | None, t: dict | None, w: list[float] | None = None) -> str:
+    lines = [] if c is None else [f"snapshot (128/25/32, histories full): {c['snapshot_bytes'] / 1e3:,.0f} kB, encode "
              f"{c['snapshot_encode_ms']:.2f} ms, decode {c['snapshot_decode_ms']:.2f} ms (the trainer makes one in "
              f"{c['snapshot_publish_ms']:.2f} ms); inspection {c['inspection_bytes'] / 1e3:,.0f} kB, encode "
              f"{c['inspection_encode_ms']:.2f} ms, decode {c['inspection_decode_ms']:.2f} ms"]
@@ -181,6 +231,11 @@ def report(c: dict, t: dict | None) -> str:
         lines.append(f"  (last 3-viewer round: {ex['pushed']} snapshots encoded, {100 * ex['encode_share']:.2f}% "
                      f"of the time encoding; received per viewer {ex['received']}, each using "
                      f"{', '.join(f'{100 * x:.1f}%' for x in ex['viewer_cpu'])} of a core)")
+    if w:
+        verdict = "within" if statistics.median(w) < FIRST_SCREEN_TARGET else "OVER"
+        lines.append(f"first screen of rnntui watch (tmux 80×24, {len(w)} times): median {statistics.median(w):.2f} s, "
+                     f"max {max(w):.2f} s ({', '.join(f'{x:.2f}' for x in w)}) — {verdict} the "
+                     f"{FIRST_SCREEN_TARGET:g} s target")
     return "\n".join(lines)
 
 
@@ -191,17 +246,27 @@ def main(argv=None) -> None:
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--codec-only", action="store_true")
+    ap.add_argument("--watch-only", action="store_true", help="only the first screen of rnntui watch")
+    ap.add_argument("--repeats", type=int, default=7, help="first-screen measurements")
     ap.add_argument("--viewer", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.viewer:
         viewer_main(a.viewer)
         return
+    if a.watch_only:
+        w = first_screen(a.corpus, a.repeats)
+        print(report(None, None, w))
+        if a.json:
+            a.json.write_text(json.dumps({"machine": machine(), "first_screen": w}, indent=2))
+        return
     corpus = Corpus.load(a.corpus)
     c = codec(corpus)
     t = None if a.codec_only else measure(corpus, a.seconds, a.rounds)
-    print(report(c, t))
+    w = None if a.codec_only else first_screen(a.corpus, a.repeats)
+    print(report(c, t, w))
     if a.json:
-        a.json.write_text(json.dumps({"machine": machine(), "codec": c, "throughput": t}, indent=2))
+        a.json.write_text(json.dumps({"machine": machine(), "codec": c, "throughput": t, "first_screen": w},
+                                     indent=2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """The ``rnntui`` command.
 
-    rnntui CORPUS [options]            train, watching it in the terminal app (or --headless)
+    rnntui CORPUS [options]            start a run in the background and watch it in the terminal app
+                                       (--detach: start it and return; --headless: train here, printing)
     rnntui train CORPUS [options]      the same; also for a corpus named like a command (or: rnntui [options] -- CORPUS)
+    rnntui runs [--json]               the runs: name, state, step, losses, speed, age, corpus, checkpoint
+    rnntui watch [NAME]                open the app on a run (default: the live one started last)
+    rnntui stop NAME [--no-save]       stop a run between steps, save and end it
     rnntui sample CHECKPOINT [options] generate text from a checkpoint
     rnntui gradcheck [options]         numerical (complex-step) check of the BPTT gradients
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shlex
 import sys
 
 import click
@@ -35,6 +40,8 @@ from .config import (
 from .corpus import LARGE_VOCAB, Corpus, CorpusError, Vocab, printable, read_text
 
 EXIT_USAGE = 2
+#: A run saves its checkpoint this often unless told otherwise: a kill -9 or a power cut loses minutes.
+DEFAULT_SAVE_EVERY = "5m"
 
 
 class UsageProblem(click.ClickException):
@@ -42,11 +49,14 @@ class UsageProblem(click.ClickException):
 
 
 class DefaultGroup(click.Group):
-    """A group whose default command is ``train``: ``rnntui CORPUS`` means ``rnntui train CORPUS``."""
+    """A group whose default command is ``train``: ``rnntui CORPUS`` means ``rnntui train CORPUS``. The
+    training options as given are kept (``ctx.meta["train_args"]``): a run in the background gets them."""
 
     def parse_args(self, ctx, args):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["train", *args]
+        if args and args[0] == "train":
+            ctx.meta["train_args"] = list(args[1:])
         return super().parse_args(ctx, args)
 
 
@@ -60,8 +70,11 @@ def main(ctx):
     """Train a character-level RNN with hand-written BPTT and watch its gradients live.
 
     \b
-      rnntui CORPUS.txt                  open the live trainer on a text file
-      rnntui CORPUS.txt --headless       train with progress lines instead
+      rnntui CORPUS.txt                  start a run on a text file and watch it live
+      rnntui CORPUS.txt --detach         start it in the background (it outlives the terminal)
+      rnntui runs                        list the runs; rnntui watch NAME opens the app on one
+      rnntui stop NAME                   stop a run, saving its checkpoint
+      rnntui CORPUS.txt --headless       train here with progress lines instead
       rnntui sample run.npz --prime "ROMEO:"
       rnntui gradcheck
 
@@ -111,39 +124,98 @@ C = TrainConfig()
 @click.option("--val-fraction", type=float, default=C.val_fraction, show_default=True,
               help="Share of the text held out for validation (the end of the file).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in all.  [default: no limit]")
+@click.option("--name", type=str, default=None, metavar="NAME",
+              help="The run's name (its folder under $RNNTUI_HOME/runs).  [default: the corpus's stem and a number]")
+@click.option("--detach", is_flag=True,
+              help="Start the run in the background and return: rnntui watch NAME opens the app on it.")
 @click.option("--checkpoint", "checkpoint", type=str, default=None, metavar="PATH",
-              help="Save here on ctrl+s, on quit, on Ctrl+C/SIGTERM/SIGHUP and every --checkpoint-every. "
+              help="Save here instead of the run's own checkpoint (runs/NAME/checkpoint.npz). "
                    "A PATH holding another run's checkpoint (or any other file) is refused; see --overwrite.")
 @click.option("--overwrite", is_flag=True,
               help="Let --checkpoint PATH replace the file there, though it is not this run's (or --resume's).")
-@click.option("--checkpoint-every", type=str, default="0", show_default=True, metavar="N|Ns|Nm|Nh",
-              help="Periodic saves to --checkpoint: every N steps (500), or every N seconds/minutes/hours "
-                   "(30s, 5m, 1h); 0: never.")
-@click.option("--resume", type=str, default=None, metavar="PATH", help="Continue training from a checkpoint.")
-@click.option("--headless", is_flag=True, help="Train without the app, printing progress lines.")
+@click.option("--checkpoint-every", type=str, default=DEFAULT_SAVE_EVERY, show_default=True, metavar="N|Ns|Nm|Nh",
+              help="Periodic saves: every N steps (500), or every N seconds/minutes/hours (30s, 5m, 1h); 0: never "
+                   "(a run still saves when it is stopped).")
+@click.option("--resume", type=str, default=None, metavar="PATH|NAME",
+              help="Continue training from a checkpoint file, or the run NAME (in its folder, under its name).")
+@click.option("--headless", is_flag=True, help="Train here, in the foreground, printing progress lines "
+              "(the run can still be watched: rnntui watch NAME).")
 @click.option("--log-every", type=int, default=100, show_default=True,
-              help="Steps between progress lines (headless) and --metrics lines.")
+              help="Steps between progress lines (headless) and metrics lines.")
 @click.option("--metrics", "metrics", type=str, default=None, metavar="PATH",
-              help="Append one JSON line of figures every --log-every steps (headless and app).")
+              help="Append one JSON line of figures every --log-every steps to PATH too (every run writes them "
+                   "to runs/NAME/metrics.jsonl).")
 @click.option("--no-mouse", is_flag=True, help="Do not capture the mouse (for SSH and tmux).")
 @click.pass_context
 def train(ctx, corpus, **opts):
-    """Train on CORPUS, a UTF-8 text file. Opens the live app unless --headless."""
-    trainer = _build_trainer(ctx, corpus, opts)
-    if not opts["headless"] and not (sys.stdin.isatty() and sys.stdout.isatty()):
+    """Train on CORPUS, a UTF-8 text file: a run of its own, in the background, with the app open on it
+    (q: detach or stop); --detach starts it and returns; --headless trains here, printing progress lines."""
+    if opts["detach"] and opts["headless"]:
+        raise UsageProblem("--detach starts a run in the background and --headless trains in the foreground; "
+                           "give one of them")
+    if not opts["headless"] and not opts["detach"] and not (sys.stdin.isatty() and sys.stdout.isatty()):
         click.echo("rnntui: not a terminal, training headless (pass --headless to say so)", err=True)
         opts["headless"] = True
     if opts["headless"]:
         from .headless import run_headless
 
-        code = run_headless(trainer, max_steps=opts["max_steps"], log_every=opts["log_every"],
-                            metrics_path=opts["metrics"])
-    else:
-        from .tui.app import run_app
+        trainer, folder = start_run(ctx, corpus, opts)
+        ctx.exit(run_headless(trainer, folder=folder, max_steps=opts["max_steps"], log_every=opts["log_every"],
+                              metrics_path=opts["metrics"]))
+    started = _launch(ctx.meta.get("train_args") or [corpus])
+    if opts["detach"]:
+        click.echo(f"run {started.name} started in the background (pid {started.pid}"
+                   + (f", from step {started.step}" if started.step else "") + ")")
+        click.echo(f"  rnntui watch {started.name}    open the app on it (q there: detach or stop)")
+        click.echo(f"  rnntui stop {started.name}     stop it, saving {started.checkpoint}")
+        click.echo("  rnntui runs                 every run and its state")
+        ctx.exit(0)
+    ctx.exit(_watch(_connect(started.socket, started.name), mouse=not opts["no_mouse"]))
 
-        code = run_app(trainer, max_steps=opts["max_steps"], mouse=not opts["no_mouse"], metrics_path=opts["metrics"],
-                       log_every=opts["log_every"])
-    ctx.exit(code)
+
+def _launch(args: list[str]):
+    """The run of these training options, started in the background (its refusals passed on as they are)."""
+    from .runs.launch import LaunchFailed, start
+
+    try:
+        started = start(args)
+    except LaunchFailed as e:
+        if e.output.strip():
+            click.echo(e.output.rstrip("\n"), err=True)
+            raise click.exceptions.Exit(e.code) from None
+        raise click.ClickException(str(e)) from None
+    except KeyboardInterrupt:
+        raise click.exceptions.Abort() from None
+    if started.notes.strip():
+        click.echo(started.notes.rstrip("\n"), err=True)
+    return started
+
+
+@main.command("_serve", hidden=True, context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.option("--ready-fd", type=int, required=True)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def serve_run(ctx, ready_fd, args):
+    """A run's own process (started by rnntui CORPUS and --detach): build, serve, train until it ends."""
+    from .runs.host import serve
+    from .runs.launch import tell_ready, to_log
+    from .trainer import CRASHED
+
+    with train.make_context("train", list(args), parent=ctx) as sub:
+        opts = dict(sub.params)
+        corpus = opts.pop("corpus")
+        trainer, folder = start_run(sub, corpus, opts)
+
+    def ready(server) -> None:
+        tell_ready(ready_fd, name=folder.name, socket=str(server.path), pid=os.getpid(), step=trainer.step,
+                   checkpoint=trainer.checkpoint_path)
+        to_log(str(folder.log_path))
+
+    end = serve(trainer, folder, max_steps=opts["max_steps"], on_ready=ready, log_every=opts["log_every"],
+                metrics_paths=(opts["metrics"],) if opts["metrics"] else ())
+    folder.release()
+    click.echo(end.words)
+    ctx.exit(1 if end.state == CRASHED or end.failure else 0)
 
 
 def _positive(name, value, allow_zero=False):
@@ -191,6 +263,54 @@ RESUME_FIXED = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name n
 HYPER_NAMES = tuple(f.name for f in dataclasses.fields(HyperParams))
 
 
+def start_run(ctx, corpus_path: str, o: dict):
+    """The trainer of these options and the run folder it is served from (made now, or the folder of the run
+    --resume NAME names), its checkpoint in that folder unless --checkpoint (or --resume PATH) says where."""
+    from .runs.folders import RunFolder, RunFolderError
+
+    reopened = _resumed_run(o)
+    try:
+        trainer = _build_trainer(ctx, corpus_path, o)
+        folder = reopened or RunFolder.create(corpus_path, name=o["name"])
+    except RunFolderError as e:
+        raise UsageProblem(str(e)) from None
+    except BaseException:
+        if reopened is not None:
+            reopened.release()
+        raise
+    if not o["checkpoint"] and (reopened is not None or not o["resume"]):
+        trainer.checkpoint_path = str(folder.checkpoint_path)
+    return trainer, folder
+
+
+def _resumed_run(o: dict):
+    """For --resume NAME (a run's name, not a file): that run's folder, held, and ``o["resume"]`` turned into
+    the checkpoint it saved last; None for --resume PATH or no --resume."""
+    from .runs.folders import NAME_RE, RunFolder, RunFolderError, find_run
+
+    given = o["resume"]
+    if not given or os.path.exists(given) or not NAME_RE.fullmatch(given):
+        return None
+    try:
+        entry = find_run(given)
+    except RunFolderError:
+        return None  # neither a file nor a run: load_checkpoint says the file is missing
+    if o["name"] and o["name"] != given:
+        raise UsageProblem(f"--resume {given} goes on with the run {given} under its name; leave out --name "
+                           f"{o['name']}, or resume from its checkpoint file to start a new run")
+    rec = entry.record or {}
+    status = rec.get("end") or rec.get("status") or {}
+    path = status.get("saved_path") or rec.get("checkpoint")
+    if not path or not os.path.exists(path):
+        raise UsageProblem(f"the run {given} has no checkpoint to go on from (it saved none); start a new run")
+    try:
+        folder = RunFolder.reopen(given)
+    except RunFolderError as e:
+        raise UsageProblem(str(e)) from None
+    o["resume"] = path
+    return folder
+
+
 def _build_trainer(ctx, corpus_path: str, o: dict):
     explicit, saves = _options_checked(ctx, corpus_path, o)
     notes: list[str] = []  # shown once the run is sure to start, so a refusal stays one line
@@ -230,12 +350,17 @@ def _options_checked(ctx, corpus_path: str, o: dict) -> tuple[set[str], dict]:
                 explicit.add(k)
     _positive("--max-steps", o["max_steps"], allow_zero=True)
     every_steps, every_seconds = parse_interval(o["checkpoint_every"])
-    if (every_steps or every_seconds) and not (o["checkpoint"] or o["resume"]):
-        raise UsageProblem(f"--checkpoint-every {o['checkpoint_every']} needs --checkpoint PATH to save to; add it")
     if o["overwrite"] and not o["checkpoint"]:
         raise UsageProblem("--overwrite lets --checkpoint PATH replace its file; give --checkpoint PATH or leave "
                            "--overwrite out")
     _positive("--log-every", o["log_every"])
+    if o.get("name") is not None:
+        from .runs.folders import RunFolderError, check_name
+
+        try:
+            check_name(o["name"])
+        except RunFolderError as e:
+            raise UsageProblem(f"--name: {e}") from None
     for name, other in (("--checkpoint", o["checkpoint"]), ("--metrics", o["metrics"])):
         if _same_file(other, corpus_path):
             raise UsageProblem(f"{name} {other} is the corpus file itself; give another path")
@@ -419,6 +544,222 @@ def _architecture(model) -> str:
     return f"{model.cell}{layers}{dropout}"
 
 
+# -- runs: list, watch, stop ----------------------------------------------------------------------
+
+
+def _connect(socket_path: str, name: str):
+    """A viewer's connection to the run ``name`` serving at ``socket_path``, or a one-line refusal."""
+    from .runs.client import RunRefused, RunUnavailable, SocketRunClient
+
+    try:
+        return SocketRunClient.connect(socket_path)
+    except RunRefused as e:
+        raise UsageProblem(f"run {name}: {e}") from None
+    except RunUnavailable as e:
+        raise UsageProblem(f"run {name} does not answer ({e}); `rnntui runs` says whether it still lives") from None
+
+
+def _live_entry(name: str | None, verb: str):
+    """The run ``name`` (default: the live one started last), refused when it is not running."""
+    from .runs.folders import RunFolderError, find_run, latest_live
+
+    try:
+        entry = find_run(name) if name else latest_live()
+    except RunFolderError as e:
+        raise UsageProblem(str(e)) from None
+    if entry is None:
+        raise UsageProblem("no run is running; start one with rnntui CORPUS (or --detach), or see them all with "
+                           "`rnntui runs`")
+    if not entry.alive:
+        raise UsageProblem(f"run {entry.name} is not running, so there is nothing to {verb}: "
+                           f"{_ended_words(entry)}")
+    return entry
+
+
+def _ended_words(entry) -> str:
+    """What is left of a run that is not running: how it ended, where its training is, and how to go on."""
+    row = entry.row()
+    at = f" at step {row['step']}" if row.get("step") is not None else ""
+    kept = (f"checkpoint {row['checkpoint']} (step {row['saved_step']})" if row.get("saved_step") is not None
+            else "no checkpoint")
+    corpus = shlex.quote(_short_path(rec_corpus)) if (rec_corpus := (entry.record or {}).get("corpus")) else "CORPUS"
+    return f"it {'died' if entry.state == 'died' else 'has ' + entry.state}{at}; {kept}; go on with it: " \
+           f"rnntui {corpus} --resume {entry.name}"
+
+
+def _watch(client, *, mouse: bool = True) -> int:
+    """The app on ``client``'s run until the user detaches or stops it, or the run ends; then the line that
+    says what became of it. Returns the exit code."""
+    from .tui.app import RnnTuiApp
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        client.close()
+        raise UsageProblem("rnntui watch needs a terminal; `rnntui runs` shows a run's figures without one")
+    name = client.info.name
+    app = RnnTuiApp(client)
+    try:
+        app.run(mouse=mouse)
+    finally:
+        client.close()
+    snap = client.latest()
+    step = f" at step {snap.step}" if snap is not None else ""
+    lines, code = [], 0
+    if app.failed and not client.run_ended:  # the app itself failed (Textual printed why): the run goes on
+        lines += [f"rnntui: the app failed; run {name} goes on training{step}",
+                  f"  rnntui watch {name}   see it again    rnntui stop {name}   end it"]
+        code = 1
+    elif app.outcome == "detached" and not client.run_ended:
+        lines += [f"detached from run {name}{step}: it goes on training",
+                  f"  rnntui watch {name}   see it again    rnntui stop {name}   end it"]
+    elif client.run_ended:
+        lines.append(client.end_reason or f"the run {name} has ended{step}")
+        code = 1 if snap is not None and snap.error else 0
+    else:
+        lines.append(f"rnntui: {client.end_reason or 'the connection to the run was lost'} (run {name}{step}); "
+                     "`rnntui runs` says whether it still lives")
+        code = 1
+    for line in lines:
+        try:
+            click.echo(line, err=code != 0)
+        except (OSError, ValueError):  # the terminal is gone with its SSH session
+            pass
+    return code
+
+
+RUN_COLUMNS = (("name", "NAME"), ("state", "STATE"), ("step", "STEP"), ("loss", "LOSS"), ("val_loss", "VAL"),
+               ("chars_per_sec", "CHARS/S"), ("age", "AGE"), ("corpus", "CORPUS"), ("checkpoint", "CHECKPOINT"))
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key in ("loss", "val_loss"):
+        return f"{value:.3f}"
+    if key == "chars_per_sec":
+        return f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}"
+    if key == "age":
+        return _age(value)
+    if key in ("corpus", "checkpoint"):
+        return _short_path(str(value))
+    return str(value)
+
+
+def _age(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _short_path(path: str) -> str:
+    """``path`` relative to the working folder when inside it, else with ~ for the home folder."""
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    if not rel.startswith(".."):
+        return rel
+    home = os.path.expanduser("~")
+    return "~" + path[len(home):] if home not in ("", "/") and path.startswith(home + os.sep) else path
+
+
+def run_rows() -> list[dict]:
+    """``rnntui runs``' rows, oldest run first: a live run's figures from its newest snapshot."""
+    from .runs.client import RunRefused, RunUnavailable, probe
+    from .runs.folders import list_runs
+
+    rows = []
+    for entry in list_runs():
+        snap = None
+        if entry.alive and entry.socket_path:
+            try:
+                _, snap = probe(entry.socket_path, timeout=2.0)
+            except (RunUnavailable, RunRefused):
+                snap = None
+        rows.append(entry.row(snap))
+    return rows
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run (a list), for scripts.")
+def runs(as_json):
+    """List the runs: name, state (running, paused, diverged, finished, stopped, died), step, train and validation
+    loss, chars/s, age, corpus and checkpoint."""
+    import json
+
+    from .runs.folders import runs_root
+
+    rows = run_rows()
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no runs in {runs_root()}; start one with rnntui CORPUS")
+        return
+    table = [[title for _, title in RUN_COLUMNS]] + [[_cell(k, r.get(k)) for k, _ in RUN_COLUMNS] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(RUN_COLUMNS))]
+    right = {"step", "loss", "val_loss", "chars_per_sec", "age"}
+    for row in table:
+        cells = [c.rjust(w) if k in right else c.ljust(w)
+                 for (k, _), c, w in zip(RUN_COLUMNS, row, widths, strict=True)]
+        click.echo("  ".join(cells).rstrip())
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--no-mouse", is_flag=True, help="Do not capture the mouse (for SSH and tmux).")
+def watch(name, no_mouse):
+    """Open the app on the run NAME (default: the live run started last). q there: detach (it goes on) or stop."""
+    entry = _live_entry(name, "watch")
+    raise click.exceptions.Exit(_watch(_connect(entry.socket_path, entry.name), mouse=not no_mouse))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--no-save", is_flag=True, help="End without saving the steps since its last save.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for it to end.")
+def stop(name, no_save, timeout):
+    """Stop the run NAME between two steps, save its checkpoint (unless --no-save) and end it."""
+    import time
+
+    from .runs.folders import RunFolderError, find_run
+    from .trainer import Stop
+
+    if not timeout > 0:
+        raise UsageProblem(f"--timeout must be a positive number of seconds, got {timeout}")
+    try:
+        entry = find_run(name)
+    except RunFolderError as e:
+        raise UsageProblem(str(e)) from None
+    if not entry.alive:  # (stopped already: by another stop, a viewer, its last step …) nothing is lost
+        click.echo(f"run {entry.name} is not running: {_ended_words(entry)}")
+        return
+    try:
+        client = _connect(entry.socket_path, entry.name)
+    except UsageProblem:
+        after = find_run(entry.name)  # it ended meanwhile (another stop, its last step)
+        if after.alive:
+            raise
+        click.echo(f"run {after.name} has already ended: {_ended_words(after)}")
+        return
+    with client:
+        client.send(Stop(save=not no_save, discard=no_save))
+        deadline = time.monotonic() + timeout
+        while not client.ended and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not client.ended:
+            raise UsageProblem(f"run {entry.name} did not end within {timeout:g} s (a long save?); "
+                               f"`rnntui runs` shows when it has")
+        if not client.run_ended:
+            raise click.ClickException(f"lost the connection to run {entry.name} before it ended "
+                                       f"({client.end_reason}); `rnntui runs` says whether it lives")
+    click.echo(client.end_reason)
+    snap = client.latest()
+    if snap is not None and snap.error:
+        raise click.exceptions.Exit(1)
+
+
 def run(argv=None) -> int:
     """Entry point: click without its multi-line usage errors or tracebacks."""
     try:
@@ -444,4 +785,4 @@ def entry() -> None:
     sys.exit(run())
 
 
-__all__ = ["main", "run", "entry"]
+__all__ = ["main", "run", "run_rows", "start_run", "entry"]

@@ -10,7 +10,7 @@ import pytest
 
 from rnntui import Corpus, HyperParams, TrainConfig, Trainer
 from rnntui.corpus import read_text
-from rnntui.headless import metrics_record
+from rnntui.runs.metrics import metrics_record
 from rnntui.model import CharRNN
 from rnntui.recall import (
     EVERY,

@@ -18,7 +18,7 @@ from rnntui.tui.screens.derivation import DerivationScreen
 from rnntui.tui.screens.help import HelpScreen, help_text
 from rnntui.tui.widgets.status import status_parts
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 from .test_keys import from_palette, snap, started
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -61,7 +61,7 @@ def test_the_help_lists_every_key_from_the_bindings():
 
 
 async def test_the_palette_lists_every_key_with_the_helps_words():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         commands = list(app.get_system_commands(app.screen))
@@ -80,7 +80,7 @@ async def test_the_palette_lists_every_key_with_the_helps_words():
     ("raise the clip threshold", lambda app, lr: snap(app).hyper.clip == 10.0),
 ])
 async def test_the_palettes_entries_run_their_keys_actions(title, check):
-    app = RnnTuiApp(make_trainer(lr=0.004, clip=5.0), start_paused=True)
+    app = app_of(make_trainer(lr=0.004, clip=5.0), start_paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await from_palette(pilot, title)
@@ -132,7 +132,7 @@ def _named_keys(line: str) -> list[str]:
 
 
 async def test_the_derivation_screen_names_only_keys_it_binds():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     bound = {k for b in DerivationScreen.BINDINGS for k in key_names(b.key)}
     async with app.run_test(size=(120, 40)) as pilot:
         await started(pilot, app)
@@ -147,8 +147,8 @@ async def test_the_derivation_screen_names_only_keys_it_binds():
         assert set(_named_keys(line)) == bound
         assert "press v" in str(screen.query_one("#deriv-verify").render())
         assert "v" in bound and "g" not in bound
-        app.trainer.train_step()  # training moves on: the head says which key refreshes
-        app.trainer.publish()
+        app.client.trainer.train_step()  # training moves on: the head says which key refreshes
+        app.client.trainer.publish()
         screen.render_terms()
         assert "r refreshes" in str(screen.query_one("#deriv-head").render()) and "r" in bound
 
@@ -168,7 +168,7 @@ def _change_log_names_its_keys(screen) -> bool:
     ("L", ChangeLogScreen, _change_log_names_its_keys),  # the change log: its own keys, as a line
 ], ids=["help", "change log"])
 async def test_screens_show_keys_made_from_the_bindings(key, kind, shows):
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         await pilot.press(key)

@@ -13,7 +13,7 @@ from rnntui.tui.screens.changelog import ChangeLogScreen
 from rnntui.tui.screens.help import help_text
 from rnntui.tui.widgets.status import CUT_MARK
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 from .test_layout import plain, screen_lines, snap, started
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -25,7 +25,7 @@ def toasts(app) -> list:
 
 
 async def test_confirmations_raise_no_toast_over_the_figures():
-    app = RnnTuiApp(make_trainer(clip_mode="global", clip=5.0, lr=0.004), start_paused=True)
+    app = app_of(make_trainer(clip_mode="global", clip=5.0, lr=0.004), start_paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         for _ in range(5):
@@ -39,7 +39,7 @@ async def test_confirmations_raise_no_toast_over_the_figures():
 
 
 async def test_an_alert_is_marked_on_the_message_line(tmp_path):
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         app.send(SaveCheckpoint(str(tmp_path / "no such folder" / "run.npz")))
@@ -63,7 +63,7 @@ def test_alerts_are_told_from_confirmations():
 
 @pytest.mark.parametrize("size", [(40, 12), (80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_L_shows_every_change_whole_at_any_size(size):
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=size) as pilot:
         await started(pilot, app)
         app.send(Set(MANY))
@@ -90,7 +90,7 @@ async def test_L_shows_every_change_whole_at_any_size(size):
 
 
 async def test_change_log_from_the_palette_and_its_key_documented():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, app)
         binding = next(b for b in app.BINDINGS if getattr(b, "id", None) == "changelog")

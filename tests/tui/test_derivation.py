@@ -6,10 +6,9 @@ import numpy as np
 
 from rnntui.derivation import SOURCE_MARKERS, gradient_from_last_step, source_lines, step_terms
 from rnntui.model import CharRNN
-from rnntui.tui.app import RnnTuiApp
 from rnntui.tui.screens.derivation import DerivationScreen
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 
 SIZE = (80, 24)
 
@@ -19,7 +18,7 @@ def text_of(screen, selector) -> str:
 
 
 async def open_screen(pilot, app):
-    await wait_for(pilot, lambda: app.trainer.latest is not None, what="trainer")
+    await wait_for(pilot, lambda: app.snapshot is not None, what="trainer")
     await pilot.press("d")
     await wait_for(pilot, lambda: isinstance(app.screen, DerivationScreen), what="screen")
     await wait_for(pilot, lambda: app.screen.ins is not None, what="weights")
@@ -30,7 +29,7 @@ async def test_opens_shows_live_numbers_and_every_equation_passes():
     trainer = make_trainer()
     for _ in range(15):
         trainer.train_step()
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = app_of(trainer, start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, app)
         assert screen.ins.step == 15
@@ -66,7 +65,7 @@ async def test_a_wrong_gradient_shows_up_as_failing_rows(monkeypatch):
         return loss, grads, h, diag
 
     monkeypatch.setattr(CharRNN, "loss_and_grads", wrong)
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_screen(pilot, app)
         await pilot.press("v")

@@ -13,12 +13,12 @@ import pytest
 from rich.cells import cell_len
 from textual.content import Content
 
-from rnntui.tui.app import MIN_SIZE, RnnTuiApp
+from rnntui.tui.app import MIN_SIZE
 from rnntui.tui.widgets.gradients import GradientPanel, cell, title_parts
 from rnntui.tui.widgets.status import CUT_MARK, STATUS_STEPS, fit_message, message_rows, status_line, status_parts
 from rnntui.tui.widgets.text import fit_parts
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 
 SIZES = [MIN_SIZE, (80, 24), (100, 30), (160, 48)]
 ROWS = ("u", "w", "v", "bh", "by", "all")
@@ -27,7 +27,7 @@ IMPORTANT = ("state", "step", "loss", "rate", "optimizer", "lr", "clip", "temp",
 
 
 def snap(app):
-    return app.trainer.latest
+    return app.snapshot
 
 
 async def started(pilot, app):
@@ -94,25 +94,25 @@ def test_no_speed_unless_running(long_snap, state):
 
 
 async def test_paused_app_shows_no_rate():
-    app = RnnTuiApp(make_trainer(), start_paused=False)
+    app = app_of(make_trainer(), start_paused=False)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None and app.trainer.latest.chars_per_sec > 0
-                       and app.trainer.latest.state == "running", what="a rate")
+        await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.chars_per_sec > 0
+                       and app.snapshot.state == "running", what="a rate")
         app.tick(force=True)
         await wait_for(pilot, lambda: "ch/s" in str(app.status_bar.render()), what="rate shown")
         await pilot.press("p")
         await wait_for(pilot, lambda: "PAUSED" in str(app.status_bar.render()), what="paused")
-        assert app.trainer.latest.chars_per_sec > 0  # the trainer still knows its last rate…
+        assert app.snapshot.chars_per_sec > 0  # the trainer still knows its last rate…
         assert "ch/s" not in str(app.status_bar.render())  # …but a paused run has none to show
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_layout_at_each_size(size):
     """Every gradient row on screen, unwrapped; the status bar and the panel title whole."""
-    app = RnnTuiApp(make_trainer(**LONG), start_paused=False, max_steps=30)
+    app = app_of(make_trainer(**LONG), start_paused=False, max_steps=30)
     async with app.run_test(size=size) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None and app.trainer.latest.grad_stats is not None
-                       and app.trainer.latest.step >= 25, what="training")
+        await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.grad_stats is not None
+                       and app.snapshot.step >= 25, what="training")
         app.tick(force=True)
         await pilot.pause(0.2)
         panel = app.query_one(GradientPanel)

@@ -17,7 +17,6 @@ from textual.color import Color
 
 from rnntui.monitor import History
 from rnntui.trainer import Change, ChangeKind
-from rnntui.tui.app import RnnTuiApp
 from rnntui.tui.screens.help import HELP
 from rnntui.tui.widgets.loss_plot import (
     DECAYS,
@@ -34,7 +33,7 @@ from rnntui.tui.widgets.loss_plot import (
     summary,
 )
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 
 SMALL, LARGE = (80, 24), (160, 48)
 
@@ -47,9 +46,9 @@ def layout(app) -> dict:
 
 
 async def test_log_scale_survives_many_resizes_while_training():
-    app = RnnTuiApp(make_trainer(), refresh_hz=20, plot_every=1)
+    app = app_of(make_trainer(), refresh_hz=20, plot_every=1)
     async with app.run_test(size=SMALL) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None and app.trainer.latest.step > 30, what="steps")
+        await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.step > 30, what="steps")
         await pilot.pause(0.2)
         small, large = layout(app), None
         assert "-narrow" in small["classes"] and app.sample_panel.region.height >= 5
@@ -395,15 +394,15 @@ async def test_whole_run_y_axis_reaches_the_first_losses():
 
 
 async def test_keys_cycle_window_smoothing_and_marks_shown_in_the_title():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SMALL) as pilot:
         for _ in range(60):
-            app.trainer.train_step()
-        app.trainer.set_hyper(lr=0.01)  # a change to mark
+            app.client.trainer.train_step()
+        app.client.trainer.set_hyper(lr=0.01)  # a change to mark
         for _ in range(10):
-            app.trainer.train_step()
-        app.trainer.publish()
-        await wait_for(pilot, lambda: app.loss_plot._drawn[0] == app.trainer.latest.version, what="plot")
+            app.client.trainer.train_step()
+        app.client.trainer.publish()
+        await wait_for(pilot, lambda: app.loss_plot._drawn[0] == app.snapshot.version, what="plot")
         plot = app.loss_plot
 
         def title() -> str:

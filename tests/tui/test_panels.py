@@ -9,19 +9,18 @@ import pytest
 from textual.widgets import Select
 
 from rnntui.trainer import SampleNow
-from rnntui.tui.app import RnnTuiApp
 from rnntui.tui.screens.hyperparams import HyperparamsScreen
 from rnntui.tui.widgets.samples import SamplePanel
 from rnntui.tui.widgets.text import fixed
 
-from .conftest import make_trainer, open_form, wait_for
+from .conftest import app_of, make_trainer, open_form, wait_for
 from .test_layout import panel_rows, screen_lines, snap, started
 
 SIZE = (80, 24)
 
 
 async def test_enter_on_a_select_applies_the_form():
-    app = RnnTuiApp(make_trainer(optimizer="adam", clip_mode="global"), start_paused=True)
+    app = app_of(make_trainer(optimizer="adam", clip_mode="global"), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         form = await open_form(pilot)
@@ -43,7 +42,7 @@ async def test_enter_on_a_select_applies_the_form():
 
 
 async def test_older_samples_stay_put_while_new_ones_arrive():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         panel = app.query_one(SamplePanel)
@@ -91,7 +90,7 @@ async def test_marked_figures_are_readable_in_each_theme(theme):
     """A clipped "post" (↓), the status and message rows: readable against their own background."""
     from textual.color import Color
 
-    app = RnnTuiApp(make_trainer(clip_mode="global", clip=0.01), start_paused=False, max_steps=5)
+    app = app_of(make_trainer(clip_mode="global", clip=0.01), start_paused=False, max_steps=5)
     async with app.run_test(size=SIZE) as pilot:
         app.theme = theme
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).grad_stats is not None, what="a step")
@@ -111,7 +110,7 @@ async def test_marked_figures_are_readable_in_each_theme(theme):
 
 async def test_meanings_survive_no_color(monkeypatch):
     monkeypatch.setenv("NO_COLOR", "1")
-    app = RnnTuiApp(make_trainer(clip_mode="global", clip=0.01, lr=500.0, optimizer="sgd"), start_paused=False,
+    app = app_of(make_trainer(clip_mode="global", clip=0.01, lr=500.0, optimizer="sgd"), start_paused=False,
                     max_steps=3)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: snap(app) is not None and snap(app).grad_stats is not None, what="a step")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnntui.tui.app import RnnTuiApp
 from rnntui.tui.screens.derivation import DerivationScreen
 from rnntui.tui.widgets.timeflow import TimeFlow, lag_axis, reach_bars, reach_summary
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 
 SIZE = (80, 24)
 
@@ -32,7 +31,7 @@ def _constructed(w_scale: float, u_scale: float = 1e-3, steps: int = 3):
 
 
 async def _panel_text(app, pilot) -> str:
-    await wait_for(pilot, lambda: app.trainer.latest is not None and app.trainer.latest.reach is not None,
+    await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.reach is not None,
                    what="a snapshot with the reach")
     app.tick(force=True)
     await pilot.pause()
@@ -40,7 +39,7 @@ async def _panel_text(app, pilot) -> str:
 
 
 async def test_vanishing_weights_read_vanishing_on_the_main_screen():
-    app = RnnTuiApp(_constructed(0.1), start_paused=True)
+    app = app_of(_constructed(0.1), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         text = await _panel_text(app, pilot)
         assert "VANISHING" in text and "OK" not in text
@@ -53,7 +52,7 @@ async def test_vanishing_weights_read_vanishing_on_the_main_screen():
 
 
 async def test_healthy_weights_read_ok():
-    app = RnnTuiApp(_constructed(0.97), start_paused=True)
+    app = app_of(_constructed(0.97), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         text = await _panel_text(app, pilot)
         assert "OK" in text and "VANISHING" not in text and "EXPLODING" not in text
@@ -61,7 +60,7 @@ async def test_healthy_weights_read_ok():
 
 
 async def test_exploding_weights_read_exploding():
-    app = RnnTuiApp(_constructed(1.5, u_scale=1e-9), start_paused=True)
+    app = app_of(_constructed(1.5, u_scale=1e-9), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         text = await _panel_text(app, pilot)
         assert "EXPLODING" in text and "▲" in text
@@ -71,7 +70,7 @@ async def test_the_derivation_screen_and_the_panel_agree_on_the_same_frozen_weig
     trainer = make_trainer()
     for _ in range(7):  # the periodic reach was measured at step 1; the inspection measures step 7
         trainer.train_step()
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = app_of(trainer, start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
         await _panel_text(app, pilot)
         await pilot.press("d")
@@ -86,7 +85,7 @@ async def test_the_derivation_screen_and_the_panel_agree_on_the_same_frozen_weig
         # σmax is that of the frozen weights, exactly
         assert f"σmax(w) = {screen.ins.sigma_max:.3g}" in _plain(screen.query_one("#deriv-eqs"))
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.trainer.latest.reach is reach, what="the panel to take the same reach")
+        await wait_for(pilot, lambda: app.snapshot.reach is reach, what="the panel to take the same reach")
         app.tick(force=True)
         await pilot.pause()
         panel = _plain(app.query_one(TimeFlow))
@@ -94,9 +93,9 @@ async def test_the_derivation_screen_and_the_panel_agree_on_the_same_frozen_weig
 
 
 async def test_verify_says_it_is_working_and_brings_its_results_into_view():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None, what="trainer")
+        await wait_for(pilot, lambda: app.snapshot is not None, what="trainer")
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(app.screen, DerivationScreen) and app.screen.ins is not None,
                        what="weights")
@@ -147,9 +146,9 @@ async def test_after_a_divergence_the_panels_say_which_figures_are_of_the_discar
         if trainer.train_step() is None:
             break
     assert trainer.state == "diverged"
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = app_of(trainer, start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None, what="snapshot")
+        await wait_for(pilot, lambda: app.snapshot is not None, what="snapshot")
         app.tick(force=True)
         await pilot.pause()
         title = str(app.query_one(GradientPanel).border_title)

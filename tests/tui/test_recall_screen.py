@@ -10,11 +10,10 @@ from rnntui.config import HyperParams, TrainConfig
 from rnntui.corpus import Corpus
 from rnntui.recall import EVERY, RecallFigures, RecallRow
 from rnntui.trainer import Trainer
-from rnntui.tui.app import RnnTuiApp
 from rnntui.tui.screens.recall import RecallScreen, figures_text, loss_bar, recall_text
 
 from ..test_recall import recall_text as recall_corpus_text
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 
 SIZE = (80, 24)
 
@@ -35,9 +34,9 @@ async def test_k_opens_the_screen_with_every_distance_and_marks_those_beyond_T()
     for _ in range(20):
         trainer.train_step()
     trainer.publish()
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = app_of(trainer, start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None, what="trainer")
+        await wait_for(pilot, lambda: app.snapshot is not None, what="trainer")
         await pilot.press("k")
         await wait_for(pilot, lambda: isinstance(app.screen, RecallScreen), what="screen")
         await pilot.pause()
@@ -60,9 +59,9 @@ async def test_k_opens_the_screen_with_every_distance_and_marks_those_beyond_T()
 
 
 async def test_the_screen_follows_the_new_measurements_while_training_runs():
-    app = RnnTuiApp(recall_trainer(), max_steps=EVERY + 60, start_paused=True)
+    app = app_of(recall_trainer(), max_steps=EVERY + 60, start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None, what="trainer")
+        await wait_for(pilot, lambda: app.snapshot is not None, what="trainer")
         await pilot.press("k")
         await wait_for(pilot, lambda: isinstance(app.screen, RecallScreen), what="screen")
         await wait_for(pilot, lambda: "the first comes at step 20" in shown(app), what="the waiting text")
@@ -73,9 +72,9 @@ async def test_the_screen_follows_the_new_measurements_while_training_runs():
 
 
 async def test_k_on_a_corpus_of_another_format_says_so_in_the_message_line():
-    app = RnnTuiApp(make_trainer(), start_paused=True)
+    app = app_of(make_trainer(), start_paused=True)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None, what="trainer")
+        await wait_for(pilot, lambda: app.snapshot is not None, what="trainer")
         await pilot.pause(0.6)  # the first ticks have written the message line
         await pilot.press("k")
         await pilot.pause(0.6)  # and later ticks do not overwrite what k said

@@ -6,7 +6,7 @@ import pytest
 
 from rnntui.tui.app import RnnTuiApp
 
-from .conftest import make_trainer
+from .conftest import app_of, make_trainer
 
 SIZE = (80, 24)
 
@@ -17,13 +17,13 @@ def paused_app(steps: int = 40) -> RnnTuiApp:
         trainer.train_step()
     trainer.validate()
     trainer.sample()
-    return RnnTuiApp(trainer, start_paused=True)
+    return app_of(trainer, start_paused=True)
 
 
 async def settle(pilot) -> None:
     app = pilot.app
     for _ in range(100):
-        if app.trainer.latest is not None and app._seen_version >= 0 and app.loss_plot._drawn[0] != -1:
+        if app.snapshot is not None and app._seen_version >= 0 and app.loss_plot._drawn[0] != -1:
             break
         await pilot.pause(0.05)
     app.tick(force=True)

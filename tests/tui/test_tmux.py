@@ -1,4 +1,6 @@
-"""The real ``rnntui`` command in a real terminal (tmux, 80×24): keys, quit, SIGTERM, SIGINT and SIGHUP.
+"""The real ``rnntui`` command in a real terminal (tmux, 80×24): keys, detach and stop, SIGTERM, SIGINT and
+SIGHUP of the viewer, kill -9 of the viewer and of the run, the whole cycle of a run that outlives its
+terminal (start detached, runs, watch, detach, watch again, stop), and two viewers of one run.
 
 Each test uses its own tmux server (``tmux -L NAME``), polls with generous bounded timeouts for
 slow machines, and kills its server and any process it started when it ends. Skipped when tmux
@@ -59,7 +61,7 @@ class Tmux:
         return p.stdout
 
     def start(self, *rnntui_args: str) -> None:
-        env = "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 "
+        env = f"OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 RNNTUI_HOME={shlex.quote(os.environ['RNNTUI_HOME'])} "
         run = " ".join(shlex.quote(a) for a in [*_command(), *rnntui_args])
         # after rnntui: its exit code, the terminal's modes (restored?), and a pause to look at the pane
         script = (f"cd {shlex.quote(str(self.tmp))} && {env}{run}; echo EXIT=$? > {self.exit_file}; "
@@ -78,7 +80,7 @@ class Tmux:
         self.tmux("send-keys", "-t", self.session, *keys)
 
     def step(self) -> int:
-        m = re.search(r"(RUNNING|PAUSED|FINISHED)\s+step (\d+)", self.screen())
+        m = re.search(r"(RUNNING|PAUSED|FINISHED|STOPPED)\s+step (\d+)", self.screen())
         return int(m.group(2)) if m else -1
 
     def wait_step(self, n: int) -> int:
@@ -114,6 +116,16 @@ class Tmux:
         self.tmux("kill-server", check=False)
         if self.alive():
             os.kill(self.pid, signal.SIGKILL)
+
+    def new_window(self, *rnntui_args: str, name: str) -> None:
+        """A second session on the same server running ``rnntui ARGS`` (a second terminal)."""
+        env = f"OPENBLAS_NUM_THREADS=1 RNNTUI_HOME={shlex.quote(os.environ['RNNTUI_HOME'])} "
+        run = " ".join(shlex.quote(a) for a in [*_command(), *rnntui_args])
+        self.tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", name, f"cd {shlex.quote(str(self.tmp))} && "
+                  f"{env}{run}; echo EXIT=$? > {self.tmp / (name + '.exit')}; sleep 120")
+
+    def screen_of(self, name: str) -> str:
+        return self.tmux("capture-pane", "-p", "-t", name, check=False)
 
 
 def _child_of(pid: int) -> int | None:
@@ -187,6 +199,39 @@ def _restored(t: Tmux) -> None:
     assert t.flag("mouse_any_flag") == "0"
 
 
+def rnntui(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``rnntui ARGS`` as a command run from a shell, its output captured."""
+    return subprocess.run([*_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
+
+
+def _runs(cwd: Path) -> dict:
+    import json
+
+    p = rnntui("runs", "--json", cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    return {r["name"]: r for r in json.loads(p.stdout)}
+
+
+def _run_pid(name: str) -> int | None:
+    from rnntui.runs.folders import find_run
+
+    return (find_run(name).record or {}).get("pid")
+
+
+def _kill_runs() -> None:
+    """Whatever run a test left training is killed (its process is not the test's child any more)."""
+    from rnntui.runs.folders import list_runs
+
+    for entry in list_runs():
+        pid = (entry.record or {}).get("pid")
+        if entry.alive and pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 @pytest.fixture
 def tmux(tmp_path):
     if not Path("/proc/self/task").exists():
@@ -197,13 +242,14 @@ def tmux(tmp_path):
         yield t
     finally:
         t.close()
+        _kill_runs()
 
 
 ARGS = ["tiny.txt", "--hidden-size", "16", "--batch-size", "4", "--seq-length", "10", "--no-mouse"]
 
 
-def test_keys_and_quit_in_a_real_terminal(tmux):
-    tmux.start(*ARGS, "--checkpoint", "run.npz", "--metrics", "m.jsonl", "--log-every", "5")
+def test_keys_then_q_and_stop_in_a_real_terminal(tmux):
+    tmux.start(*ARGS, "--checkpoint", "run.npz", "--metrics", "m.jsonl", "--log-every", "5", "--name", "keys")
     tmux.wait_step(5)
     screen = tmux.screen()
     assert "loss" in screen and "gradients" in screen and "q quit" in screen
@@ -216,45 +262,107 @@ def test_keys_and_quit_in_a_real_terminal(tmux):
     tmux.wait_text("what you are looking at")  # the help screen
     tmux.keys("Escape")  # (alone: escape followed at once by q would read as alt+q)
     tmux._wait(lambda: "what you are looking at" not in tmux.screen(), "the help to close")
-    tmux.keys("q")  # with --checkpoint: saves, then quits
+    tmux.keys("q")
+    tmux.wait_text("d detach")
+    tmux.keys("s")  # stop the run: it saves, then ends
     assert tmux.exit_code() == 0
     assert load_checkpoint(tmux.tmp / "run.npz").step == paused
-    assert f"checkpoint: run.npz (step {paused})" in tmux.screen()
-    assert (tmux.tmp / "m.jsonl").read_text().count("\n") == paused // 5  # the app honours --metrics
+    assert f"the run has stopped at step {paused}; checkpoint: run.npz (step {paused})" in tmux.screen()
+    assert (tmux.tmp / "m.jsonl").read_text().count("\n") == paused // 5  # the run honours --metrics
+    assert _runs(tmux.tmp)["keys"]["state"] == "stopped"
     _restored(tmux)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_stops_saves_and_restores_the_terminal(tmux, sig):
-    tmux.start(*ARGS, "--checkpoint", "run.npz")
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "SIGHUP", "kill -9"])
+def test_the_viewer_going_away_leaves_the_run_training(tmux, how):
+    """A signal to the viewer detaches it; a hang-up (killing the tmux session is what a dropped SSH connection
+    does) and kill -9 end it: in every case the run goes on, and stops and saves when told to."""
+    tmux.start(*ARGS, "--name", "on")
     seen = tmux.wait_step(3)
-    os.kill(tmux.pid, sig)
+    if how == "SIGHUP":
+        tmux.tmux("kill-session", "-t", tmux.session)
+    else:
+        os.kill(tmux.pid, signal.SIGKILL if how == "kill -9" else getattr(signal, how))
+    tmux._wait(lambda: not tmux.alive(), "the viewer to end")
+    if how in ("SIGTERM", "SIGINT"):
+        assert tmux.exit_code() == 0
+        screen = tmux.screen()
+        assert "detached from run on at step" in screen and "rnntui watch on" in screen
+        _restored(tmux)
+    first = _runs(tmux.tmp)["on"]
+    assert first["state"] == "running"
+    tmux._wait(lambda: _runs(tmux.tmp)["on"]["step"] > max(first["step"], seen) + 20, "the run to train on")
+    p = rnntui("stop", "on", cwd=tmux.tmp)
+    assert p.returncode == 0, p.stderr
+    step = load_checkpoint(Path(os.environ["RNNTUI_HOME"]) / "runs" / "on" / "checkpoint.npz").step
+    assert p.stdout.strip().endswith(f"(step {step})") and step > seen + 20
+
+
+def test_a_run_outlives_its_terminal_the_whole_cycle(tmux):
+    """Start detached, runs lists it, watch, detach, the step grows, watch again (the whole history on the
+    plot), stop: the checkpoint is at the step stop reports."""
+    p = rnntui(*ARGS, "--detach", "--name", "cycle", cwd=tmux.tmp)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("run cycle started in the background (pid ") and "rnntui watch cycle" in p.stdout
+    tmux._wait(lambda: (_runs(tmux.tmp)["cycle"]["step"] or 0) > 10, "the run to train")
+    assert _runs(tmux.tmp)["cycle"]["state"] == "running"
+    tmux.start("watch", "--no-mouse")  # the live run started last
+    first = tmux.wait_step(20)
+    tmux.keys("q")
+    tmux.wait_text("d detach")
+    tmux.keys("d")
     assert tmux.exit_code() == 0
-    step = load_checkpoint(tmux.tmp / "run.npz").step
-    assert step >= seen
-    assert f"checkpoint: run.npz (step {step})" in tmux.screen()
-    assert not tmux.alive()
-    _restored(tmux)
+    assert "detached from run cycle at step" in tmux.screen()
+    tmux._wait(lambda: _runs(tmux.tmp)["cycle"]["step"] > first + 50, "the step to keep growing")
+    tmux.new_window("watch", "cycle", "--no-mouse", name="again")
+    again = tmux._wait(lambda: (m := re.search(r"RUNNING\s+step (\d+)", tmux.screen_of("again"))) and int(m.group(1)),
+                       "the second watch")
+    assert again > first + 50
+    assert "raw" in tmux.screen_of("again")  # the loss plot, drawn from the run's whole history
+    p = rnntui("stop", "cycle", cwd=tmux.tmp)
+    assert p.returncode == 0, p.stderr
+    m = re.search(r"the run has stopped at step (\d+); checkpoint: (\S+) \(step (\d+)\)", p.stdout)
+    assert m and m.group(1) == m.group(3), p.stdout
+    assert load_checkpoint(m.group(2)).step == int(m.group(1)) >= again
+    tmux._wait(lambda: "the run has stopped at step" in tmux.screen_of("again"), "the watcher to hear of it")
+    assert "RUNNING" not in tmux.screen_of("again") and "step" in tmux.screen_of("again")  # its final screen
+    tmux.tmux("send-keys", "-t", "again", "q")
+    tmux._wait(lambda: (tmux.tmp / "again.exit").exists(), "the watcher to close")
+    assert (tmux.tmp / "again.exit").read_text().strip() == "EXIT=0"
+    assert _runs(tmux.tmp)["cycle"]["state"] == "stopped"
 
 
-def test_sighup_when_the_terminal_goes_away_saves_and_ends(tmux):
-    """Killing the tmux session is what a dropped SSH connection does: SIGHUP, and no terminal."""
-    tmux.start(*ARGS)  # no --checkpoint: the unsaved run goes to the corpus-named default
-    seen = tmux.wait_step(3)
-    tmux.tmux("kill-session", "-t", tmux.session)
-    tmux._wait(lambda: not tmux.alive(), "the process to end after SIGHUP")
-    ckpt = tmux._wait(lambda: (tmux.tmp / "tiny.rnntui.npz").exists() and load_checkpoint(tmux.tmp / "tiny.rnntui.npz"),
-                      "the checkpoint")
-    assert ckpt.step >= seen
+def test_two_viewers_at_once_one_pausing(tmux):
+    p = rnntui(*ARGS, "--detach", "--name", "two", cwd=tmux.tmp)
+    assert p.returncode == 0, p.stderr
+    tmux.start("watch", "two", "--no-mouse")
+    tmux.wait_step(5)
+    tmux.new_window("watch", "two", "--no-mouse", name="other")
+    tmux._wait(lambda: "RUNNING" in tmux.screen_of("other"), "the second viewer")
+    tmux.keys("p")
+    tmux.wait_text("PAUSED")
+    tmux._wait(lambda: "PAUSED" in tmux.screen_of("other"), "the other viewer to show the pause")
+    paused = tmux.step()
+    time.sleep(1.0)
+    assert tmux.step() == paused and f"step {paused}" in tmux.screen_of("other")
+    tmux.tmux("send-keys", "-t", "other", "space")  # either viewer can resume it
+    tmux._wait(lambda: tmux.step() > paused, "the run to resume")
+    assert rnntui("stop", "two", cwd=tmux.tmp).returncode == 0
 
 
-def test_kill_9_of_the_app_leaves_the_training_process_to_save_and_end(tmux):
-    """No signal handler runs on SIGKILL: the training process sees its pipe close and saves by itself."""
-    tmux.start(*ARGS, "--checkpoint", "run.npz")
-    seen = tmux.wait_step(3)
-    trainer = tmux._wait(lambda: _child_of(tmux.pid), "the training process")
-    os.kill(tmux.pid, signal.SIGKILL)
-    tmux._wait(lambda: "zombie" in _status(trainer) or _status(trainer) == "gone", "the training process to end")
-    ckpt = tmux._wait(lambda: (tmux.tmp / "run.npz").exists() and load_checkpoint(tmux.tmp / "run.npz"),
-                      "the checkpoint")
-    assert ckpt.step >= seen
+def test_kill_9_of_the_run_while_watched(tmux):
+    """The run dies: the viewer says so and keeps the final screen; runs says died, with the last periodic
+    checkpoint intact."""
+    tmux.start(*ARGS, "--name", "dies", "--checkpoint-every", "20")
+    tmux.wait_step(50)
+    ckpt = Path(os.environ["RNNTUI_HOME"]) / "runs" / "dies" / "checkpoint.npz"
+    tmux._wait(lambda: ckpt.exists(), "a periodic save")
+    os.kill(_run_pid("dies"), signal.SIGKILL)
+    tmux.wait_text("lost")
+    screen = tmux.screen()
+    assert "runs" in screen and "step" in screen  # it says how to find out, the figures stay
+    row = tmux._wait(lambda: (r := _runs(tmux.tmp)["dies"])["state"] == "died" and r, "runs to say died")
+    saved = load_checkpoint(ckpt)
+    assert saved.step % 20 == 0 and saved.step == row["saved_step"]
+    tmux.keys("q")
+    assert tmux.exit_code() == 1

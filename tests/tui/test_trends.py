@@ -15,7 +15,6 @@ from textual.app import App
 from textual_plotext.plot import Plot
 
 from rnntui.trainer import HISTORY_NAMES
-from rnntui.tui.app import RnnTuiApp
 from rnntui.tui.screens.help import help_text
 from rnntui.tui.screens.trends import (
     MAX_SHOWN,
@@ -30,7 +29,7 @@ from rnntui.tui.screens.trends import (
 )
 from rnntui.tui.widgets.loss_plot import DEFAULT_PALETTE, Palette
 
-from .conftest import make_trainer, wait_for
+from .conftest import app_of, make_trainer, wait_for
 from .test_loss_plot import NASTY as LOSS_NASTY
 from .test_loss_plot import histories
 
@@ -47,7 +46,7 @@ def trained(steps: int = 60):
 
 
 async def open_trends(pilot, app) -> TrendsScreen:
-    await wait_for(pilot, lambda: app.trainer.latest is not None, what="the first snapshot")
+    await wait_for(pilot, lambda: app.snapshot is not None, what="the first snapshot")
     await pilot.press("g")
     await wait_for(pilot, lambda: isinstance(app.screen, TrendsScreen), what="the trends screen")
     await pilot.pause()
@@ -64,7 +63,7 @@ def plain(markup) -> str:
 
 # -- opening, offering, closing -------------------------------------------------------------
 async def test_g_opens_the_screen_at_80x24_offering_every_recorded_series_and_escape_closes():
-    app = RnnTuiApp(trained(), start_paused=True)
+    app = app_of(trained(), start_paused=True)
     async with app.run_test(size=SMALL) as pilot:
         screen = await open_trends(pilot, app)
         assert set(HISTORY_NAMES) <= set(screen.offered), "a recorded series the screen does not offer"
@@ -88,7 +87,7 @@ async def test_g_opens_the_screen_at_80x24_offering_every_recorded_series_and_es
 
 
 async def test_at_160x48_the_plot_takes_the_room_and_the_whole_list_shows():
-    app = RnnTuiApp(trained(), start_paused=True)
+    app = app_of(trained(), start_paused=True)
     async with app.run_test(size=LARGE) as pilot:
         screen = await open_trends(pilot, app)
         assert screen.plot.size.width >= 120 and screen.plot.size.height >= 40
@@ -97,12 +96,12 @@ async def test_at_160x48_the_plot_takes_the_room_and_the_whole_list_shows():
 
 
 async def test_the_key_is_bound_documented_and_in_the_palette():
-    app = RnnTuiApp(trained(), start_paused=True)
+    app = app_of(trained(), start_paused=True)
     bound = [b for b in app.BINDINGS if "g" in b.key.split(",")]
     assert [b.action for b in bound] == ["trends"] and bound[0].description
     assert "| g |" in help_text(bindings=app.BINDINGS) and "| `g` |" in README.read_text(encoding="utf-8")
     async with app.run_test(size=SMALL) as pilot:
-        await wait_for(pilot, lambda: app.trainer.latest is not None, what="the first snapshot")
+        await wait_for(pilot, lambda: app.snapshot is not None, what="the first snapshot")
         command = next(c for c in app.get_system_commands(app.screen) if c.title.startswith("Trends"))
         assert "g" in command.help
         app.call_later(command.callback)  # (as the palette runs it: in the app)
@@ -113,7 +112,7 @@ async def test_the_key_is_bound_documented_and_in_the_palette():
 async def test_space_and_enter_choose_what_is_plotted_up_to_three():
     trainer = trained()
     history = trainer.latest.history
-    app = RnnTuiApp(trainer, start_paused=True)
+    app = app_of(trainer, start_paused=True)
     async with app.run_test(size=SMALL) as pilot:
         screen = await open_trends(pilot, app)
         plot = screen.plot
@@ -256,7 +255,7 @@ async def test_redrawn_when_a_new_snapshot_arrives_and_only_then():
 
 
 async def test_the_screen_follows_training():
-    app = RnnTuiApp(make_trainer(), start_paused=True, refresh_hz=10)
+    app = app_of(make_trainer(), start_paused=True, refresh_hz=10)
     async with app.run_test(size=SMALL) as pilot:
         screen = await open_trends(pilot, app)
 

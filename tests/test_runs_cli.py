@@ -1,0 +1,199 @@
+"""The runs on the command line: rnntui CORPUS --detach, runs [--json], stop [--no-save], --resume NAME, names,
+refusals; and a served run that meets a full disk at a periodic save."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from rnntui import checkpoint
+from rnntui.checkpoint import load as load_checkpoint
+from rnntui.cli import run
+from rnntui.runs import folders as F
+
+from .conftest import wait_until
+
+SMALL = ["--hidden-size", "16", "--batch-size", "2", "--seq-length", "10", "--sample-every", "0"]
+
+
+def _one_line_error(capsys, rc, *words):
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("rnntui: error: ") and "Traceback" not in err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def _rnntui(*args, cwd):
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "rnntui", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL, env=env)
+
+
+@pytest.fixture
+def detached(corpus_file, tmp_path):
+    """Start runs in the background (as a user would, with the real command); kill what is left at the end."""
+    names = []
+
+    def start(*args, name="bg"):
+        p = _rnntui(str(corpus_file), *SMALL, "--detach", "--name", name, *args, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        names.append(name)
+        return p
+
+    yield start
+    for name in names:
+        pid = (F.find_run(name).record or {}).get("pid")
+        if F.find_run(name).alive and pid:
+            os.kill(pid, signal.SIGKILL)
+
+
+def _step(name: str) -> int:
+    rows = {r["name"]: r for r in json.loads(_rnntui("runs", "--json", cwd=".").stdout)}
+    return rows[name]["step"] or 0
+
+
+def test_detach_prints_how_to_watch_and_stop_and_runs_lists_it(detached, tmp_path, runs_home):
+    p = detached("--log-every", "5")
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("run bg started in the background (pid ")
+    assert "rnntui watch bg" in lines[1] and f"rnntui stop bg     stop it, saving {runs_home}/runs/bg/checkpoint.npz" \
+        in lines[2] and "rnntui runs" in lines[3]
+    wait_until(lambda: _step("bg") > 5, what="the background run to train")
+    table = _rnntui("runs", cwd=tmp_path).stdout.splitlines()
+    assert table[0].split() == ["NAME", "STATE", "STEP", "LOSS", "VAL", "CHARS/S", "AGE", "CORPUS", "CHECKPOINT"]
+    assert table[1].split()[:2] == ["bg", "running"] and "corpus.txt" in table[1]
+    rec = F.find_run("bg").record
+    assert rec["corpus"] == str(tmp_path / "corpus.txt") and rec["config"]["hidden_size"] == 16
+    stop = _rnntui("stop", "bg", cwd=tmp_path)
+    assert stop.returncode == 0, stop.stderr
+    step = load_checkpoint(runs_home / "runs" / "bg" / "checkpoint.npz").step
+    assert stop.stdout == f"the run has stopped at step {step}; checkpoint: {runs_home}/runs/bg/checkpoint.npz " \
+                          f"(step {step})\n"
+    row = json.loads(_rnntui("runs", "--json", cwd=tmp_path).stdout)[0]
+    assert row["state"] == "stopped" and row["step"] == row["saved_step"] == step
+    assert "the run has stopped" in (runs_home / "runs" / "bg" / "log.txt").read_text()
+    metrics = [json.loads(line) for line in (runs_home / "runs" / "bg" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(5, step + 1, 5))  # always written, every --log-every steps
+    again = _rnntui("stop", "bg", cwd=tmp_path)  # a second stop: nothing left to do, and it says so
+    assert again.returncode == 0 and again.stdout.startswith(f"run bg is not running: it has stopped at step {step}")
+
+
+def test_two_stops_at_once_both_end_well_and_lose_nothing(detached, tmp_path, runs_home):
+    detached("--log-every", "5")
+    wait_until(lambda: _step("bg") > 5, what="training")
+    procs = [subprocess.Popen([sys.executable, "-m", "rnntui", "stop", "bg"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    step = load_checkpoint(runs_home / "runs" / "bg" / "checkpoint.npz").step
+    assert all(f"step {step}" in out for out, _ in outs), outs
+    assert F.find_run("bg").state == "stopped"
+
+
+def test_stop_no_save_discards_and_says_so(detached, tmp_path, runs_home):
+    detached("--checkpoint-every", "0")
+    wait_until(lambda: _step("bg") > 5, what="training")
+    p = _rnntui("stop", "bg", "--no-save", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "discarded (stopped without saving, as asked)" in p.stdout
+    assert not (runs_home / "runs" / "bg" / "checkpoint.npz").exists()
+
+
+def test_a_name_in_use_is_refused_and_so_is_watching_a_run_that_is_not_running(detached, corpus_file, tmp_path,
+                                                                              capsys):
+    detached()
+    p = _rnntui(str(corpus_file), *SMALL, "--detach", "--name", "bg", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        p.stderr.strip()] and "a run named bg is already running" in p.stderr and "rnntui watch bg" in p.stderr
+    assert _rnntui("stop", "bg", cwd=tmp_path).returncode == 0
+    p = _rnntui(str(corpus_file), *SMALL, "--detach", "--name", "bg", cwd=tmp_path)
+    assert p.returncode == 2 and "a run named bg already exists (stopped); go on with it with --resume bg" in p.stderr
+    _one_line_error(capsys, run(["watch", "bg"]), "run bg is not running, so there is nothing to watch",
+                    "--resume bg")
+    _one_line_error(capsys, run(["watch", "nosuch"]), "there is no run named nosuch")
+    _one_line_error(capsys, run(["watch"]), "no run is running")
+    _one_line_error(capsys, run([str(corpus_file), "--name", "bad/name", "--headless"]), "--name", "is not a run name")
+    _one_line_error(capsys, run([str(corpus_file), "--detach", "--headless"]), "give one of them")
+
+
+def test_a_refused_background_run_is_refused_in_one_line_and_leaves_no_folder(corpus_file, tmp_path, runs_home):
+    p = _rnntui(str(corpus_file), "--hidden-size", "0", "--detach", cwd=tmp_path)
+    assert p.returncode == 2 and p.stderr == "rnntui: error: hidden size must be between 1 and 8192, got 0\n"
+    assert not (runs_home / "runs").exists() or not any((runs_home / "runs").iterdir())
+
+
+def test_watch_needs_a_terminal(detached, capsys):
+    detached()
+    _one_line_error(capsys, run(["watch", "bg"]), "rnntui watch needs a terminal")  # (pytest's stdin is no tty)
+
+
+def test_resume_name_continues_the_run_in_its_folder_bit_for_bit(corpus_file, runs_home, capsys):
+    assert run([str(corpus_file), *SMALL, "--headless", "--max-steps", "20", "--name", "a"]) == 0
+    assert run([str(corpus_file), *SMALL, "--headless", "--max-steps", "40", "--resume", "a"]) == 0
+    assert run([str(corpus_file), *SMALL, "--headless", "--max-steps", "40", "--name", "straight"]) == 0
+    out = capsys.readouterr().out
+    assert "from step 20" in out and "run a (rnntui watch a" in out
+    resumed = load_checkpoint(runs_home / "runs" / "a" / "checkpoint.npz")
+    straight = load_checkpoint(runs_home / "runs" / "straight" / "checkpoint.npz")
+    assert resumed.step == straight.step == 40
+    assert straight.arrays.keys() == resumed.arrays.keys()
+    # (the reach is measured afresh on a resumed run's first step: its history has one more point)
+    same = [k for k in straight.arrays if not k.startswith("hist.reach")]
+    assert "hist.loss.values" in same and len(same) > 10
+    for k in same:
+        assert np.array_equal(resumed.arrays[k], straight.arrays[k]), k
+    rec = F.find_run("a").record
+    assert len(rec["resumed"]) == 1 and rec["end"]["step"] == 40
+    assert sorted(p.name for p in (runs_home / "runs").iterdir()) == ["a", "straight"]  # no third folder
+
+
+def test_resume_name_refusals(corpus_file, tmp_path, capsys):
+    assert run([str(corpus_file), *SMALL, "--headless", "--max-steps", "3", "--name", "a",
+                "--checkpoint-every", "0"]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, run([str(corpus_file), *SMALL, "--headless", "--resume", "a", "--name", "b"]),
+                    "--resume a goes on with the run a under its name")
+    _one_line_error(capsys, run([str(corpus_file), *SMALL, "--headless", "--resume", "nosuch"]), "nosuch")
+
+
+def test_a_full_disk_at_a_periodic_save_is_reported_and_the_run_goes_on(make_trainer, tmp_path, monkeypatch):
+    from rnntui.runs.folders import RunFolder
+    from rnntui.runs.host import serve
+    from rnntui.trainer import Stop
+
+    path = tmp_path / "run.npz"
+    trainer = make_trainer(checkpoint_path=str(path))
+    trainer.checkpoint_every = 5
+    folder = RunFolder.create("tiny.txt", name="full")
+    ended = {}
+    th = threading.Thread(target=lambda: ended.setdefault("end", serve(trainer, folder, signals=False)), daemon=True)
+    th.start()
+    wait_until(lambda: trainer.saved_step is not None and trainer.saved_step >= 5, what="a periodic save")
+    before = path.read_bytes()
+    full = {"on": True}
+
+    def disk_full(tmp):
+        if full["on"]:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "_before_replace", disk_full)
+    saved = trainer.saved_step
+    wait_until(lambda: any("No space left on device" in c.text for c in trainer.changes), what="the failure told")
+    wait_until(lambda: trainer.step > saved + 12, what="training to go on")
+    assert trainer.state == "running" and trainer.saved_step == saved
+    assert path.read_bytes() == before  # the previous checkpoint intact
+    full["on"] = False  # space again: the next periodic save works
+    wait_until(lambda: trainer.saved_step > saved, what="a save once there is room")
+    trainer.send(Stop(save=True))
+    th.join(30)
+    folder.release()
+    assert ended["end"].failure is None and load_checkpoint(path).step == trainer.step
