@@ -1,38 +1,43 @@
-"""The cells' fast path (rnntui.cells) against PyTorch's nn.LSTM / nn.GRU / nn.RNN on the CPU, side by side in one run.
+"""The model's pass for every cell (rnntui.model.CharRNN over rnntui.cells) against PyTorch's nn.LSTM / nn.GRU /
+nn.RNN on the CPU, and the vanilla cell against the model of an earlier commit, side by side in one run.
 
     python -m benchmarks.cells                                  # ≈ 4 minutes
     python -m benchmarks.cells --quick                          # ≈ 1½ minutes
     python -m benchmarks.cells --corpus ../shared/corpora/tinyshakespeare.txt --json cells.json
+    git worktree add /tmp/base <commit>                         # then: the vanilla model of <commit> beside ours
+    python -m benchmarks.cells --cells rnn --configs 128,25,32 --baseline /tmp/base --no-torch --rounds 15
 
 Every contender does the same work per step on the same batch stream: the cell's forward over a (B, T)
 batch from one-hot characters, a linear output layer, softmax cross-entropy summed over T and averaged
 over B, and backpropagation to every parameter; the last state is carried to the next batch without
 gradient (truncated BPTT). No clipping and no update (those are the same for every cell).
 
-  ours <cell>   rnntui.cells.Stack in float32, the batch split over the cores as CharRNN splits it
+  ours <cell>   CharRNN.loss_and_grads in float32, the batch split over the cores by the model's thread policy
                 (rnntui.parallel: "auto", 1 part at (128, 25, 32), 2 at (512, 50, 64)); ``1p``: one part
-  CharRNN       today's vanilla model (CharRNN.loss_and_grads), the same work: the rnn cell's yardstick
+  base rnn      with --baseline DIR: CharRNN.loss_and_grads of the rnntui package in DIR (a git worktree of an
+                earlier commit), loaded under another name: the vanilla cell's yardstick
   torch <cell>  PyTorch's module (one-hot float32 input, nn.Linear, F.cross_entropy, loss.backward())
                 on 2 threads and on 1 thread
 
 Each contender runs in its own process, for ``--seconds`` at a time, round after round in rotating
 order (``--rounds``); the table has the medians, in characters per second, and each gated cell's ratio
-to the faster PyTorch setting. The load average before and after says how busy the machine was.
+to the faster PyTorch setting (and ours rnn ÷ base rnn, with the per-round ratios' median: the two ran
+back to back, so it is the steadier figure on a busy machine). The load average before and after says how
+busy the machine was.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import time
-from functools import partial
+import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import DEFAULT_CORPUS, Remote, Runner, fmt_rate, fmt_ratio, machine, ratio, run_remotes
-from rnntui import parallel
-from rnntui.cells import Stack, make_cell
 from rnntui.corpus import BatchStream, Corpus
 
 CONFIGS = ((128, 25, 32), (512, 50, 64))
@@ -41,91 +46,9 @@ CELL_NAMES = ("rnn", "lstm", "gru")
 GOALS = {(128, 25, 32): 1.5, (512, 50, 64): 1.2}
 
 
-class Net:
-    """A stack of one cell under a softmax output layer, trained on (B, T) batches; the batch split into parts."""
-
-    def __init__(self, corpus: Corpus, cell: str, H: int, T: int, B: int, *, layers: int = 1,
-                 dtype=np.float32, threads: str | int = "auto", seed: int = 0):
-        rng = np.random.default_rng(seed)
-        V = corpus.vocab.size
-        self.stack = Stack(make_cell(cell), V, H, layers)
-        self.params = self.stack.zeros(dtype)
-        self.stack.init(rng, self.params)
-        k = 1 / np.sqrt(H)
-        self.v = rng.uniform(-k, k, (V, H)).astype(dtype)
-        self.by = np.zeros(V, dtype)
-        policy = parallel.parse_policy(threads)
-        parts = parallel.num_parts(policy, B, H)
-        while B % parts:
-            parts -= 1
-        b = B // parts
-        self.bounds = [(i * b, (i + 1) * b) for i in range(parts)]
-        self.caches = [self.stack.new_cache() for _ in range(parts)]
-        self.grads = [self.stack.zeros(dtype) for _ in range(parts)]
-        self.head = [{"dv": np.zeros_like(self.v), "dby": np.zeros_like(self.by)} for _ in range(parts)]
-        self.state = [self.stack.zero_state(b, dtype) for _ in range(parts)]
-        self.pacer = parallel.Pacer(parts)
-        self.policy = policy
-        self.stream = BatchStream(corpus.train, B, T)
-        self.B, self.T, self.dtype = B, T, np.dtype(dtype)
-
-    def _part(self, x: np.ndarray, y: np.ndarray, k: int) -> float:
-        """Forward, loss and backward over part k's sequences: its gradients into grads[k]; Σ −log ŷ[y]."""
-        b0, b1 = self.bounds[k]
-        xs, ys = x[b0:b1].T.reshape(-1), y[b0:b1].T.reshape(-1)  # time-major
-        hs, self.state[k] = self.stack.forward(self.params, xs, self.state[k], self.caches[k], train=False)
-        q = np.matmul(hs, self.v.T)
-        q += self.by
-        q -= q.max(axis=1, keepdims=True)
-        rows = np.arange(len(ys))
-        q_y = q[rows, ys]
-        np.exp(q, out=q)
-        z = q.sum(axis=1)
-        nll = float(np.log(z).sum() - q_y.sum())
-        q /= z[:, None]
-        q[rows, ys] -= 1
-        q *= self.dtype.type(1.0 / self.B)  # ∂E/∂logits
-        np.matmul(q.T, hs, out=self.head[k]["dv"])
-        np.sum(q, axis=0, out=self.head[k]["dby"])
-        self.stack.backward(self.params, self.caches[k], q @ self.v, self.grads[k])
-        return nll
-
-    def step(self) -> int:
-        x, y, wrapped = self.stream.next()
-        if wrapped:
-            for s in self.state:
-                for layer in s:
-                    for a in layer:
-                        a[...] = 0
-        if self.policy != "blas":
-            parallel.single_threaded_blas()
-        tasks = [partial(self._part, x, y, k) for k in range(len(self.bounds))]
-        if len(tasks) == 1:
-            tasks[0]()
-        else:
-            threads = self.pacer.choose()
-            t0 = time.perf_counter()
-            parallel.run(tasks, threads)
-            self.pacer.record(threads, time.perf_counter() - t0)
-            for g in self.grads[1:]:  # the parts' gradients summed, as CharRNN sums them
-                for mine, theirs in zip(self.grads[0], g, strict=True):
-                    for name in mine:
-                        mine[name] += theirs[name]
-        return self.B * self.T
-
-
-def build_ours(corpus_path: str, cell: str, H: int, T: int, B: int, threads: str) -> Runner:
-    net = Net(Corpus.load(corpus_path), cell, H, T, B, threads=threads)
-    label = "" if threads == "auto" else f" {threads}p"
-    return Runner(f"ours {cell}{label}", net.step, extra=lambda: {"parts": len(net.bounds), "policy": net.policy})
-
-
-def build_charrnn(corpus_path: str, H: int, T: int, B: int) -> Runner:
-    """Today's vanilla model, forward + loss + BPTT (CharRNN.loss_and_grads) on the same stream."""
-    from rnntui.model import CharRNN
-
-    corpus = Corpus.load(corpus_path)
-    model = CharRNN(corpus.vocab.size, H, seed=0, dtype=np.float32)
+def _model_runner(name: str, CharRNN, corpus: Corpus, H: int, T: int, B: int, **kw) -> Runner:
+    """A contender stepping ``CharRNN(...).loss_and_grads`` over the batch stream, the state carried."""
+    model = CharRNN(corpus.vocab.size, H, seed=0, dtype=np.float32, **kw)
     stream = BatchStream(corpus.train, B, T)
     state = {"h": model.zero_state(B)}
 
@@ -136,7 +59,32 @@ def build_charrnn(corpus_path: str, H: int, T: int, B: int) -> Runner:
         _, _, state["h"], _ = model.loss_and_grads(x, y, state["h"])
         return B * T
 
-    return Runner("CharRNN", step)
+    parts = len(model._buffers_for(B, T).parts)
+    return Runner(name, step, extra=lambda: {"parts": parts, "policy": model.threads})
+
+
+def build_ours(corpus_path: str, cell: str, H: int, T: int, B: int, threads: str) -> Runner:
+    from rnntui.model import CharRNN
+
+    label = "" if threads == "auto" else f" {threads}p"
+    return _model_runner(f"ours {cell}{label}", CharRNN, Corpus.load(corpus_path), H, T, B, cell=cell,
+                         threads=threads)
+
+
+def load_package(root: str, name: str = "rnntui_base"):
+    """The ``rnntui`` package in the folder ``root`` (a worktree of another commit), imported as ``name``."""
+    init = Path(root) / "rnntui" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def build_base(base_root: str, corpus_path: str, H: int, T: int, B: int) -> Runner:
+    """The vanilla model of the rnntui in ``base_root`` (its default thread policy)."""
+    base = load_package(base_root)
+    return _model_runner("base rnn", base.model.CharRNN, Corpus.load(corpus_path), H, T, B)
 
 
 def build_torch(corpus_path: str, cell: str, H: int, T: int, B: int, threads: int) -> Runner:
@@ -176,11 +124,11 @@ def build_torch(corpus_path: str, cell: str, H: int, T: int, B: int, threads: in
 
 
 def bench_config(corpus_path: str, cfg: tuple[int, int, int], seconds: float, rounds: int, use_torch: bool,
-                 cells: tuple[str, ...], policies: list[str], progress) -> dict:
+                 cells: tuple[str, ...], policies: list[str], progress, baseline: str | None = None) -> dict:
     H, T, B = cfg
     remotes = [Remote(build_ours, corpus_path, c, H, T, B, p) for c in cells for p in policies]
-    if "rnn" in cells:
-        remotes.append(Remote(build_charrnn, corpus_path, H, T, B))
+    if baseline and "rnn" in cells:
+        remotes.append(Remote(build_base, baseline, corpus_path, H, T, B))
     if use_torch:
         remotes += [Remote(build_torch, corpus_path, c, H, T, B, n) for c in cells for n in (2, 1)]
     runners = run_remotes(remotes, f"H={H} T={T} B={B}", seconds, rounds, progress=progress)
@@ -194,8 +142,14 @@ def bench_config(corpus_path: str, cfg: tuple[int, int, int], seconds: float, ro
     for c in cells:
         best = max(med.get(f"torch {c} 2t", nan), med.get(f"torch {c} 1t", nan))
         vs[c] = ratio(med.get(f"ours {c}", nan), best)
+    by_name = {r.name: r for r in runners}
+    per_round = []
+    if "base rnn" in by_name and "ours rnn" in by_name:
+        per_round = [a / b for a, b in zip(by_name["ours rnn"].rates, by_name["base rnn"].rates, strict=True)]
     return {"H": H, "T": T, "B": B, "rates": {r.name: r.rates for r in runners}, "median": med, "parts": parts,
-            "vs_torch_best": vs, "rnn_vs_charrnn": ratio(med.get("ours rnn", nan), med.get("CharRNN", nan))}
+            "vs_torch_best": vs, "rnn_vs_base": ratio(med.get("ours rnn", nan), med.get("base rnn", nan)),
+            "rnn_vs_base_rounds": per_round,
+            "rnn_vs_base_round_median": statistics.median(per_round) if per_round else nan}
 
 
 def table(results: list[dict], cells: tuple[str, ...], policies: list[str]) -> str:
@@ -213,9 +167,10 @@ def table(results: list[dict], cells: tuple[str, ...], policies: list[str]) -> s
                          + "".join(f" {fmt_rate(m.get(f'ours {c} {p}p', nan)):>8}" for p in extra)
                          + f" {fmt_rate(m.get(f'torch {c} 2t', nan)):>9} {fmt_rate(m.get(f'torch {c} 1t', nan)):>9}"
                          f" {fmt_ratio(r['vs_torch_best'][c]):>7} {goal:>5}")
-        if "CharRNN" in m:
-            lines.append(f"{'':>11} {'':>5} {'':>5} CharRNN {fmt_rate(m['CharRNN'])}: ours rnn ÷ CharRNN "
-                         f"{fmt_ratio(r['rnn_vs_charrnn'])}")
+        if "base rnn" in m:
+            lines.append(f"{'':>11} {'':>5} {'':>5} base rnn {fmt_rate(m['base rnn'])}: ours rnn ÷ base rnn "
+                         f"{fmt_ratio(r['rnn_vs_base'])} (medians), {fmt_ratio(r['rnn_vs_base_round_median'])} "
+                         "(median of the rounds' ratios)")
     lines.append("chars/s, medians of the rounds; ÷torch: ours ÷ the faster of PyTorch on 2 and on 1 thread.")
     return "\n".join(lines)
 
@@ -231,6 +186,8 @@ def main(argv=None) -> None:
     ap.add_argument("--policies", default="auto",
                     help="RNNTUI_THREADS policies for ours, the first is 'ours' (default auto; e.g. auto,1)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if it is installed")
+    ap.add_argument("--baseline", help="a folder holding another commit's rnntui (a git worktree): its vanilla model "
+                                       "runs beside ours rnn")
     ap.add_argument("--json", type=Path, help="write every number to this file")
     a = ap.parse_args(argv)
     seconds = a.seconds or (0.6 if a.quick else 1.5)
@@ -250,7 +207,8 @@ def main(argv=None) -> None:
     corpus = Corpus.load(a.corpus)
     print(f"machine: {info['cpus']} CPUs, load {info['loadavg']}, numpy {info['numpy']}, torch {info['torch']}")
     print(f"corpus {a.corpus}: {len(corpus):,} chars, V={corpus.vocab.size}")
-    results = [bench_config(str(a.corpus), cfg, seconds, rounds, use_torch, cells, policies, print) for cfg in configs]
+    results = [bench_config(str(a.corpus), cfg, seconds, rounds, use_torch, cells, policies, print, a.baseline)
+               for cfg in configs]
     info["loadavg_end"] = machine()["loadavg"]
     print()
     print(table(results, cells, policies))
