@@ -394,3 +394,30 @@ def test_the_recall_probe_reads_through_the_models_forward(monkeypatch):
     nll, correct = probe.copy_scores(m)
     np.testing.assert_allclose(nll, expected, rtol=1e-12)
     assert len(nll) == len(probe.starts) > 20 and correct.dtype == bool
+
+
+def test_an_lstm_runs_snapshot_and_inspection_cross_the_wire(corpus):
+    """The run protocol carries every cell's figures (LayerReach, the gates' Saturation) and model (its cell, layers
+    and dropout with its weights), built back through their constructors."""
+    from rnntui.runs import protocol as P
+
+    t = _trainer(corpus, cell="lstm", layers=2, dropout=0.3)
+    for _ in range(2):
+        t.train_step()
+    snap = P.decode(P.encode(t.snapshot()))
+    assert snap.gates == t.gates and snap.sigmas == t.sigmas
+    for a, b in zip(snap.reaches, t.reaches, strict=True):
+        assert a.layer == b.layer and (a.h.lag, a.c.lag, a.h.step) == (b.h.lag, b.c.lag, b.h.step)
+        np.testing.assert_array_equal(a.c.ratios, b.c.ratios)
+    assert snap.grad_stats.blocks == t.grad_stats.blocks and snap.config == t.config
+    ins = t.inspection()
+    got = P.decode(P.encode(ins))
+    m = got.model
+    assert (m.cell, m.layers, m.dropout) == ("lstm", 2, 0.3) and list(m.params) == list(ins.model.params)
+    np.testing.assert_array_equal(m.params.flat, ins.model.params.flat)
+    assert m.loss(got.inputs, got.targets, [tuple(s) for s in got.states0], list(got.masks))[0] == \
+        ins.model.loss(ins.inputs, ins.targets, [tuple(s) for s in ins.states0], list(ins.masks))[0]
+    for bad in ({"cell": "tcn"}, {"layers": 9}, {"dropout": 1.5}):
+        payload = {**P._encode_model(ins.model), **bad}
+        with pytest.raises(P.ProtocolError):
+            P._decode_model(payload)

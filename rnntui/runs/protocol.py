@@ -192,9 +192,8 @@ def _decode_model(payload) -> CharRNN:
         raise ProtocolError(f"a model's cell is one of {', '.join(CELLS)} with 1 to {MAX_LAYERS} layers and a "
                             "dropout in [0, 1)")
     if not isinstance(params, dict) or "v" not in params or not all(
-            isinstance(p, np.ndarray) and p.ndim == 2 and p.dtype.kind == "f" for k, p in params.items()
-            if k != "v") or not isinstance(params["v"], np.ndarray) or params["v"].ndim != 2:
-        raise ProtocolError("a model's params are float arrays by name, v among them")
+            isinstance(p, np.ndarray) and p.dtype.kind == "f" for p in params.values()) or params["v"].ndim != 2:
+        raise ProtocolError("a model's params are float arrays by name, v (V, H) among them")
     V, H = params["v"].shape
     if H < 1 or V < 1:
         raise ProtocolError("a model's parameters do not fit together (v)")
