@@ -400,9 +400,10 @@ class Trainer:
             self.grad_stats = dataclasses.replace(self.grad_stats, sigma_max=sigma, saturation=saturation)
 
     def inspection(self):
-        """A float64 copy of the weights the last step's pass ran on, with its batch (before any step: the
-        weights and the next batch), its gradient's reach and its exact σmax(w). The reach shown on the
-        main screen is set to the same figure, so the two views agree."""
+        """A float64 copy of the weights the last step's pass ran on, with its batch, initial states and dropout
+        masks (before any step: the weights and the next batch), every layer's gradient reach and the exact σmax
+        of every recurrent block. The reaches and gates shown on the main screen are set to the same figures, so
+        the two views agree."""
         from .derivation import Inspection
 
         if self._last_batch is None:
@@ -413,14 +414,10 @@ class Trainer:
         frozen = self.model.astype(np.float64)
         np.copyto(frozen.params.flat, self._before_update.flat)  # the weights the last pass ran on (not the update's)
         given = h0[0][0].T if self.model.lecture else h0  # the lecture's model: its (H, B) columns, as ever
-        ins = Inspection.from_arrays(self.step, frozen, inputs, targets, given,
-                                     **({} if masks is None else {"masks": masks}))
+        ins = Inspection.from_arrays(self.step, frozen, inputs, targets, given, masks=masks)
         figures = self.monitor.reach_on(self.step, ins.model, inputs, targets, h0, masks)
         self._take(figures)
-        ins = dataclasses.replace(ins, reach=figures.reach)
-        if "reaches" in {f.name for f in dataclasses.fields(ins)}:
-            ins = dataclasses.replace(ins, reaches=figures.reaches)
-        return ins
+        return dataclasses.replace(ins, reach=figures.reach, reaches=figures.reaches)
 
     # -- validation and sampling -------------------------------------------------
     def _make_val_batches(self) -> list[tuple[np.ndarray, np.ndarray]]:
