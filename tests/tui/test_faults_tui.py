@@ -76,6 +76,8 @@ async def test_crash_is_shown_training_stops_and_the_user_can_save(tmp_path, mon
         await wait_for(pilot, lambda: snap(app).saved_step == 3, what="save after the crash")
         assert load_checkpoint(tmp_path / "run.npz").step == 3
         await pilot.press("q")
+        await pilot.pause()
+        await pilot.press("s")  # stop the crashed run
         await wait_for(pilot, lambda: not app.is_running, what="exit")
     assert app.return_code == 1
 

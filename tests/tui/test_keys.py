@@ -354,21 +354,15 @@ async def test_the_palette_screenshot_goes_to_the_working_folder_without_downloa
     assert (work / name).read_text().startswith("<svg") and list(home.iterdir()) == []
 
 
-async def test_a_screenshot_goes_beside_the_checkpoint_or_says_why_not(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs").mkdir()
-    trainer = make_trainer()
-    trainer.checkpoint_path = str(tmp_path / "runs" / "run.npz")
-    app = app_of(trainer, start_paused=True)
+async def test_a_screenshot_goes_to_the_working_folder_or_says_why_not(tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    app = app_of(make_trainer(tmp_path), start_paused=True)
     async with app.run_test(size=(160, 30)) as pilot:  # wide enough for the temporary folder's long name
         await started(pilot, app)
         app.action_screenshot()  # the action (and the palette's command) deliver the screenshot
-        (name,) = _screenshots(tmp_path / "runs")
-        assert f"screenshot saved to runs/{name}" in str(app.query_one("#message").render())  # (below the cwd)
-        (tmp_path / "runs" / name).unlink()
-        (tmp_path / "runs").rmdir()
-        assert app.deliver_screenshot() is None
+        (name,) = _screenshots(tmp_path / "here")
+        assert f"screenshot saved to {name}" in str(app.query_one("#message").render())  # (in the cwd)
+        assert app.deliver_screenshot(path=str(tmp_path / "gone")) is None
         message = str(app.query_one("#message").render())
-        assert f"screenshot NOT saved: No such file or directory ({tmp_path / 'runs'})" in message
-
-
+        assert f"screenshot NOT saved: No such file or directory ({tmp_path / 'gone'})" in message
