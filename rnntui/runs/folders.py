@@ -379,12 +379,25 @@ class RunEntry:
         started = self.started
         now = time.time() if now is None else now
         state = str(snap.state) if snap is not None else self.state  # (a live run that did not answer: running)
+        if state == "died":  # it may have saved once more after its record was written: the file says
+            figures = {**figures, **_saved_in(figures.get("saved_path") or rec.get("checkpoint"))}
+            if figures.get("saved_step") is not None and (figures.get("step") or 0) < figures["saved_step"]:
+                figures["step"] = figures["saved_step"]
         return {"name": self.name, "state": state, "step": figures.get("step"), "loss": figures.get("loss"),
                 "val_loss": figures.get("val_loss"), "chars_per_sec": figures.get("chars_per_sec"),
                 "age": None if started is None else max(0.0, now - started), "started": started,
                 "corpus": rec.get("corpus"), "checkpoint": figures.get("saved_path") or rec.get("checkpoint"),
                 "saved_step": figures.get("saved_step"), "pid": rec.get("pid"), "socket": rec.get("socket"),
                 "path": str(self.path)}
+
+
+def _saved_in(path: str | None) -> dict:
+    """``saved_step``/``saved_path`` of the checkpoint at ``path``, read from its header ({} when none is there)."""
+    from ..checkpoint import header_of
+
+    header = header_of(path) if path else None
+    step = header.get("step") if header else None
+    return {"saved_step": step, "saved_path": path} if isinstance(step, int) else {}
 
 
 def list_runs(base: str | os.PathLike | None = None) -> list[RunEntry]:

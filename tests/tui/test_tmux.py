@@ -251,8 +251,8 @@ ARGS = ["tiny.txt", "--hidden-size", "16", "--batch-size", "4", "--seq-length", 
 def test_keys_then_q_and_stop_in_a_real_terminal(tmux):
     tmux.start(*ARGS, "--checkpoint", "run.npz", "--metrics", "m.jsonl", "--log-every", "5", "--name", "keys")
     tmux.wait_step(5)
-    screen = tmux.screen()
-    assert "loss" in screen and "gradients" in screen and "q quit" in screen
+    screen = tmux.wait_text("q quit")
+    assert "loss" in screen and "gradients" in screen
     tmux.keys("p")
     tmux.wait_text("PAUSED")
     paused = tmux.step()
