@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd += [str(Path(a.corpus).resolve()), "--metrics", str(metrics), "--log-every", str(a.log_every),
             "--checkpoint", str(ckpt), "--checkpoint-every", "5m", "--no-mouse", *a.rnntui_args]
     socket = f"rnntui-soak-{os.getpid()}"
-    script = (f"cd {shlex.quote(str(work))} && OPENBLAS_NUM_THREADS=1 {' '.join(map(shlex.quote, cmd))}; "
+    home = shlex.quote(str(work / "home"))  # the soak's run folder, not the user's
+    script = (f"cd {shlex.quote(str(work))} && OPENBLAS_NUM_THREADS=1 RNNTUI_HOME={home} "
+              f"{' '.join(map(shlex.quote, cmd))}; "
               f"echo EXIT=$? > {exit_file}; sleep 600")
 
     def tmux(*args: str) -> str:
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         while time.monotonic() < end:
             time.sleep(min(a.interval, max(0.0, end - time.monotonic())))
             app_rss = rss_kb(pid)
-            trainer_pid = child_of(pid)  # the training process (rnntui.process)
+            trainer_pid = child_of(pid)  # the run's process (started by the app, in a session of its own)
             trainer_rss = rss_kb(trainer_pid) if trainer_pid else None
             rss = None if app_rss is None else app_rss + (trainer_rss or 0)
             if rss is None:
@@ -197,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.5)
                 next_keys = time.monotonic() + 120
         tmux("send-keys", "-t", "soak", "q")
+        time.sleep(1.0)
+        tmux("send-keys", "-t", "soak", "s")  # the quit dialog: stop the run (it saves and ends)
         deadline = time.monotonic() + 60
         while not exit_file.exists() and time.monotonic() < deadline:
             time.sleep(0.2)

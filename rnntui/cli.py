@@ -594,7 +594,8 @@ def _watch(client, *, mouse: bool = True) -> int:
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         client.close()
-        raise UsageProblem("rnntui watch needs a terminal; `rnntui runs` shows a run's figures without one")
+        raise UsageProblem("rnntui watch needs a terminal (over ssh: ssh -t HOST rnntui watch); `rnntui runs` "
+                           "shows a run's figures without one")
     name = client.info.name
     app = RnnTuiApp(client)
     try:
@@ -738,10 +739,14 @@ def stop(name, no_save, timeout):
     try:
         client = _connect(entry.socket_path, entry.name)
     except UsageProblem:
-        after = find_run(entry.name)  # it ended meanwhile (another stop, its last step)
+        # it may be ending right now (another stop, its last step): it no longer answers, and lets go of its
+        # folder once its last save is written
+        deadline = time.monotonic() + 30
+        while (after := find_run(entry.name)).alive and time.monotonic() < deadline:
+            time.sleep(0.1)
         if after.alive:
             raise
-        click.echo(f"run {after.name} has already ended: {_ended_words(after)}")
+        click.echo(f"run {after.name} has ended meanwhile: {_ended_words(after)}")
         return
     with client:
         client.send(Stop(save=not no_save, discard=no_save))

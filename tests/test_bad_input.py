@@ -98,12 +98,12 @@ def test_every_option_out_of_range(capsys, work, option, value, word):
     _refuse(capsys, work, [option, value], word)
 
 
-def test_checkpoint_every_needs_a_checkpoint(capsys, work):
+def test_checkpoint_every_saves_into_the_runs_own_checkpoint(capsys, work, runs_home):
+    """Every run has a checkpoint of its own (its folder's), so --checkpoint-every needs no --checkpoint."""
     out, good = work
-    for every in ("5", "30s", "2m"):
-        rc = run([str(good), "--headless", "--max-steps", "2", *SMALL, "--checkpoint-every", every])
-        _one_line_error(capsys, rc, f"--checkpoint-every {every} needs --checkpoint")
-    assert os.listdir(out) == []
+    assert run([str(good), "--headless", "--max-steps", "4", *SMALL, "--checkpoint-every", "2", "--name", "e"]) == 0
+    assert f"checkpoint saved to {runs_home / 'runs' / 'e' / 'checkpoint.npz'}" in capsys.readouterr().out
+    assert os.listdir(out) == []  # (nothing in the working folder)
 
 
 @pytest.mark.parametrize(("every", "steps", "seconds"), [("0", 0, 0.0), ("500", 500, 0.0), ("30s", 0, 30.0),

@@ -165,3 +165,11 @@ async def test_a_failed_save_at_the_stop_is_reported_and_rescued(tmp_path, monke
     (saved,) = rescue.iterdir()
     assert load_checkpoint(saved).step == trainer.step
     assert not (tmp_path / "run.npz").exists()
+
+
+def test_the_help_says_what_q_offers():
+    from rnntui.tui.screens.help import help_text
+
+    text = help_text()
+    assert "*detach* (`d`: the app closes,\nthe run goes on training; `rnntui watch NAME`" in text
+    assert "*stop* (`s`: the run saves its checkpoint and ends). A dropped terminal (SSH gone, SIGHUP) detaches" in text
