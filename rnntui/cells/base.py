@@ -226,6 +226,25 @@ def _block_rows(order: tuple[int, ...], H: int) -> np.ndarray:
 TRANSPOSE_BLOCKED, TRANSPOSE_ROWS = 1 << 18, 16
 
 
+def _reorder(src: np.ndarray, order: tuple[int, ...], out: np.ndarray) -> np.ndarray:
+    """out's row block k = ``src``'s row block order[k] (equal blocks; block copies, not a gather of rows)."""
+    H = len(src) // len(order)
+    for k, j in enumerate(order):
+        np.copyto(out[k * H:(k + 1) * H], src[j * H:(j + 1) * H])
+    return out
+
+
+def _transpose_blocks(src: np.ndarray, order: tuple[int, ...], scales: tuple[float, ...],
+                      out: np.ndarray) -> np.ndarray:
+    """out = the transpose of ``src`` with its row blocks reordered (block k = block order[k]) and each times its
+    factor in ``scales``: out[:, kH:(k+1)H] = scales[k]·src[order[k]·H:(order[k]+1)·H]ᵀ."""
+    H = len(src) // len(order)
+    for k, (j, f) in enumerate(zip(order, scales, strict=True)):
+        block = src[j * H:(j + 1) * H]
+        _transpose_scaled(block, None if f == 1 else np.full(H, f, src.dtype), out[:, k * H:(k + 1) * H])
+    return out
+
+
 def _transpose_scaled(src: np.ndarray, scale: np.ndarray | None, out: np.ndarray) -> np.ndarray:
     """out = (src · scale[:, None])ᵀ, for a (K, M) ``src`` and (M, K) ``out`` (scale None: 1, a plain transpose)."""
     if src.size <= TRANSPOSE_BLOCKED:
@@ -427,27 +446,20 @@ class Cell(ABC):
         (G·H, I) in the backward's input order for ∂E/∂x."""
         I, H, G = c.I, c.H, self.G  # noqa: E741
         GH = G * H
-        if "perm" not in c.arrays:
-            order_in = self.back_in_order or self.order
+        if "perm" not in c.arrays:  # (for the biases: _internal_bias)
             c.arrays["perm"] = _block_rows(self.order, H)
-            c.arrays["inv"] = np.argsort(c.arrays["perm"])
-            c.arrays["perm_in"] = _block_rows(order_in, H)
-            c.arrays["inv_in"] = np.argsort(c.arrays["perm_in"])
             c.arrays["scale"] = np.repeat(np.asarray(self.scales, c.dtype), H)
-        perm, scale = c.arrays["perm"], c.arrays["scale"]
-        Wb = c.array("Wb", (GH, H))
-        np.take(params[self.w_hh], perm, axis=0, out=Wb)
-        _transpose_scaled(Wb, scale, c.array("Wf", (H, GH)))
-        scratch = c.array("wi_scratch", (GH, I))
-        np.take(params[self.w_ih], perm, axis=0, out=scratch)
+        w_hh, w_ih = params[self.w_hh], params[self.w_ih]
+        _reorder(w_hh, self.order, c.array("Wb", (GH, H)))
+        _transpose_blocks(w_hh, self.order, self.scales, c.array("Wf", (H, GH)))
         bias = self._internal_bias(params, c)
         if c.onehot:
-            table = _transpose_scaled(scratch, scale, c.array("table", (I, GH)))
+            table = _transpose_blocks(w_ih, self.order, self.scales, c.array("table", (I, GH)))
             np.add(table, bias, out=table)
         else:
-            _transpose_scaled(scratch, scale, c.array("Wi", (I, GH)))
+            _transpose_blocks(w_ih, self.order, self.scales, c.array("Wi", (I, GH)))
             np.copyto(c.array("bi", (GH,)), bias)
-            np.take(params[self.w_ih], c.arrays["perm_in"], axis=0, out=c.array("Wi_b", (GH, I)))
+            _reorder(w_ih, self._in_order, c.array("Wi_b", (GH, I)))
 
     def _gates_buffer(self, c: Cache) -> np.ndarray:
         """Where the input projections go: the (T·B, G·H) pre-activations (then activations)."""
@@ -486,12 +498,20 @@ class Cell(ABC):
         flat[c.x1_ones] = 1
         return x1
 
-    def _unpermute(self, src: np.ndarray, inv: np.ndarray, dst: np.ndarray) -> None:
-        """Rows of ``src`` (internal block order) into ``dst`` in PyTorch's order."""
+    @property
+    def _in_order(self) -> tuple[int, ...]:
+        """The block order of the input-side pre-activation gradients in the backward."""
+        return self.back_in_order or self.order
+
+    def _unpermute(self, src: np.ndarray, order: tuple[int, ...], dst: np.ndarray) -> None:
+        """Rows of ``src`` (its blocks in ``order``: block k is PyTorch's block order[k]) into ``dst`` in PyTorch's
+        order."""
         if len(self.gates) == 1:
             np.copyto(dst, src)
         else:
-            np.take(src, inv, axis=0, out=dst)
+            H = len(src) // len(order)
+            for k, j in enumerate(order):
+                np.copyto(dst[j * H:(j + 1) * H], src[k * H:(k + 1) * H])
 
     def _weight_grads(self, c: Cache, da_in: np.ndarray, da_rec: np.ndarray, grads: dict) -> np.ndarray | None:
         """Each weight gradient as one product over all T steps; ∂E/∂x for rows input (returned)."""
@@ -501,17 +521,17 @@ class Cell(ABC):
             np.matmul(da_rec.T, hprev, out=grads[self.w_hh])  # Σ_t δa_t·h_{t−1}ᵀ
         else:
             gw = np.matmul(da_rec.T, hprev, out=c.array("gw_hh", (GH, H)))  # Σ_t δa_t·h_{t−1}ᵀ
-            self._unpermute(gw, c.arrays["inv"], grads[self.w_hh])
-        inv_in = c.arrays["inv_in"]
+            self._unpermute(gw, self.order, grads[self.w_hh])
+        in_order = self._in_order
         dx = None
         if c.onehot:
             # Σ_t δa_t·[1 | x_tᵀ]: the bias gradient (column 0) and the one-hot inputs' columns in one product
             gi = np.matmul(da_in.T, self._onehot_matrix(c), out=c.array("gw_ih", (GH, 1 + c.I)))
-            self._unpermute(gi[:, 1:], inv_in, grads[self.w_ih])
+            self._unpermute(gi[:, 1:], in_order, grads[self.w_ih])
             db_in = gi[:, 0]
         else:
             gi = np.matmul(da_in.T, c.x, out=c.array("gw_ih", (GH, c.I)))
-            self._unpermute(gi, inv_in, grads[self.w_ih])
+            self._unpermute(gi, in_order, grads[self.w_ih])
             db_in = da_in.sum(axis=0)
             dx = np.matmul(da_in, c.arrays["Wi_b"], out=c.array("dx", (N, c.I)))  # ∂E/∂x_t = W_ihᵀ·δa_t
         self._bias_grads(c, db_in, da_rec, grads)

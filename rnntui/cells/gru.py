@@ -176,8 +176,8 @@ class GRU(Cell):
         return (carry_next.copy(),), D[:, :3 * H], D[:, H:]
 
     def _bias_grads(self, c: Cache, db_in, da_rec, grads: dict) -> None:
-        self._unpermute(db_in, c.arrays["inv_in"], grads["b_ih"])  # gru-16
-        self._unpermute(da_rec.sum(axis=0), c.arrays["inv"], grads["b_hh"])  # gru-17
+        self._unpermute(db_in, self._in_order, grads["b_ih"])  # gru-16
+        self._unpermute(da_rec.sum(axis=0), self.order, grads["b_hh"])  # gru-17
 
     def _reach_work(self, c: Cache) -> dict:
         B, H = c.B, c.H

@@ -199,7 +199,7 @@ class LSTM(Cell):
         return (carry_next.copy(), dc_next.copy()), da, da
 
     def _bias_grads(self, c: Cache, db_in, da_rec, grads: dict) -> None:
-        self._unpermute(db_in, c.arrays["inv_in"], grads["b_ih"])
+        self._unpermute(db_in, self._in_order, grads["b_ih"])
         np.copyto(grads["b_hh"], grads["b_ih"])  # lstm-19
 
     def _reach_work(self, c: Cache) -> dict:

@@ -70,8 +70,6 @@ class RNN(Cell):
         """As :meth:`Cell._prepare`, with one block and no factors: plain copies (``Wf`` = wᵀ, ``Wb`` = w, the table
         uᵀ + b_h), a few calls fewer for the cell whose pass is the shortest."""
         I, H = c.I, c.H  # noqa: E741
-        if "perm" not in c.arrays:
-            c.arrays["perm"] = c.arrays["inv"] = c.arrays["perm_in"] = c.arrays["inv_in"] = np.arange(H)
         w, u = params["w"], params["u"]
         np.copyto(c.array("Wb", (H, H)), w)
         _transpose_scaled(w, None, c.array("Wf", (H, H)))
