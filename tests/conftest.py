@@ -6,12 +6,16 @@ Everything here is generated in the test process: no file outside the repository
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 # Tiny matrices run far faster on one BLAS thread than on several competing for two cores.
 # (Only effective when numpy is not imported yet; it usually is not when conftest loads.)
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+# Runs made by the tests (every headless run has a folder) never go to the user's state folder: a folder of the
+# session's for session-scoped fixtures, and one per test (the runs_home fixture below).
+os.environ["RNNTUI_HOME"] = tempfile.mkdtemp(prefix="rnntui-tests-")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
