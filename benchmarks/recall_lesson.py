@@ -4,6 +4,7 @@ gradient's reach showed for each cell.
     python -m benchmarks.recall_lesson                                  # --steps 3000: ≈ 10 minutes here
     python -m benchmarks.recall_lesson --steps 1000 --cells rnn,lstm    # shorter
     python -m benchmarks.recall_lesson --json recall.json
+    python -m benchmarks.recall_lesson --from-json recall.json     # the tables again, from a run's numbers
 
 Each cell trains with rnntui's defaults (H 128, B 32, Adam lr 5e-3, global clip 30, seed 0) at
 ``--seq-length`` 50 for the same number of steps, as ``rnntui sample_data/recall.txt --cell CELL
@@ -67,17 +68,24 @@ def _lag(lags: list, T: int) -> str:
     return f"beyond {T}" if m > T else f"{m:g}"
 
 
+def _at(measured: list[dict], step: int) -> dict:
+    """The first measurement at or after ``step`` (the last one if none)."""
+    return next((m for m in measured if m["step"] >= step), measured[-1])
+
+
 def tables(results: list[dict], seq_length: int) -> str:
     ks = [r["k"] for r in results[0]["recall"][-1]["rows"]]
-    lines = [f"copy loss in nats (accuracy) per distance k, T = {seq_length}, after the same steps "
-             f"(ln 4 = 1.39: not recalled); the share of copies within the window: "
+    steps = results[0]["steps"]
+    lines = [f"copy loss in nats (accuracy) per distance k, T = {seq_length}, at a quarter, half and all of the "
+             f"steps (ln 4 = 1.39: not recalled); the share of copies within the window: "
              + ", ".join(f"k={k} {window_share(k, seq_length):.0%}" for k in ks),
              "| cell | step | " + " | ".join(f"k = {k}" for k in ks) + " |",
              "| --- | ---: | " + " | ".join("---:" for _ in ks) + " |"]
     for r in results:
-        last = r["recall"][-1]
-        lines.append(f"| {r['cell']} | {last['step']:,} | "
-                     + " | ".join(f"{x['loss']:.2f} ({100 * x['accuracy']:.0f} %)" for x in last["rows"]) + " |")
+        for at in (steps // 4, steps // 2, steps):
+            m = _at(r["recall"], at)
+            lines.append(f"| {r['cell']} | {m['step']:,} | "
+                         + " | ".join(f"{x['loss']:.2f} ({100 * x['accuracy']:.0f} %)" for x in m["rows"]) + " |")
     lines += ["", "reach of the top layer's gradient (median over the last third of the run), and the gate",
               "| cell | reach of h: lag | factor/step | reach of c: lag | factor/step | gate: mean | > 0.9 |"
               " loss EMA | minutes |",
@@ -101,7 +109,12 @@ def main(argv=None) -> None:
     ap.add_argument("--seq-length", type=int, default=50)
     ap.add_argument("--cells", default="rnn,lstm,gru")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--from-json", type=Path, help="print the tables of an earlier run's --json, without training")
     a = ap.parse_args(argv)
+    if a.from_json:
+        data = json.loads(a.from_json.read_text())
+        print(tables(data["results"], data["seq_length"]))
+        return
     corpus = Corpus.load(RECALL)
     info = machine()
     print(f"{RECALL.name}: {len(corpus):,} chars; load {info['loadavg']}")
