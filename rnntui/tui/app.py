@@ -39,7 +39,9 @@ from .screens.hyperparams import HyperparamsScreen
 from .screens.recall import RecallScreen
 from .screens.trends import TrendsScreen
 from .widgets.footer import TidyFooter
+from .widgets.gates import GatePanel
 from .widgets.gradients import GradientPanel
+from .widgets.layers import next_layer
 from .widgets.loss_plot import LossPlot
 from .widgets.samples import SamplePanel
 from .widgets.status import MessageLine, StatusBar
@@ -83,6 +85,8 @@ class RnnTuiApp(App[int]):
         Binding("h", "hyperparams", "hyper", id="hyper", tooltip="Hyperparameters: every setting, validated"),
         Binding("d", "derivation", "deriv", show=False, id="derivation",
                 tooltip="Derivation: the lecture's equations on the live model"),
+        Binding("n", "next_layer", "layer", show=False, id="layer",
+                tooltip="Next layer (--layers N): the reach, gate and gradient panels show layer 1 → 2 → … in turn"),
         Binding("k", "recall", "recall", show=False, id="recall",
                 tooltip="Long-memory task (recall.txt-format corpora): copy loss and accuracy per distance k"),
         Binding("g", "trends", "trends", show=False, id="trends",
@@ -129,6 +133,7 @@ class RnnTuiApp(App[int]):
                 yield GradientPanel(id="grads")
             with Vertical(id="right"):
                 yield TimeFlow(id="time")
+                yield GatePanel(id="gates")
                 yield SamplePanel(id="samples")
                 yield Static(id="changelog")
         yield Static(f"terminal too small: rnntui needs at least {MIN_SIZE[0]}×{MIN_SIZE[1]}", id="too-small")
@@ -141,6 +146,7 @@ class RnnTuiApp(App[int]):
         self.status_bar = self.query_one(StatusBar)
         self.grad_panel = self.query_one(GradientPanel)
         self.time_panel = self.query_one(TimeFlow)
+        self.gate_panel = self.query_one(GatePanel)
         self.sample_panel = self.query_one(SamplePanel)
         self.loss_plot = self.query_one(LossPlot)
         self.message_line = self.query_one("#message", Static)
@@ -199,6 +205,7 @@ class RnnTuiApp(App[int]):
             self.status_bar.show(snap)
             self.grad_panel.show(snap)
             self.time_panel.show(snap)
+            self.gate_panel.show(snap)
             self.sample_panel.show(snap)
             if force or self._ticks % self.plot_every == 0 or snap.state != RUNNING:
                 self.loss_plot.show(snap)
@@ -286,6 +293,9 @@ class RnnTuiApp(App[int]):
 
     def action_plot_marks(self) -> None:
         self.loss_plot.toggle_marks()
+
+    def action_next_layer(self) -> None:
+        self.message_line.update(next_layer(self.screen_stack[0], self.snapshot), layout=False)
 
     def action_recall(self) -> None:
         if not self.client.info.has_recall:

@@ -11,11 +11,18 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-from ...trainer import RunState
-from ..keys import key_table
+from ...cells import GATE_HIGH, GATE_LOW, TANH_LEVEL
+from ...trainer import REACH_EVERY, RunState
+from ..keys import key_of, key_table
 
 HELP = """\
 # rnntui — what you are looking at
+
+**This run** trains in a process of its own; the app only watches it. `q` asks: *detach* (`d`: the app closes,
+the run goes on training; `rnntui watch NAME` shows it again from any terminal, `rnntui runs` lists every run
+with its NAME, which the quit dialog names too)
+or *stop* (`s`: the run saves its checkpoint and ends). A dropped terminal (SSH gone, SIGHUP) detaches too.
+`rnntui stop NAME` stops it from the command line. Several terminals can watch one run at once.
 
 **Loss** — cross-entropy per character in nats (÷ ln 2 for bits); the legend under the plot shows each line's glyph
 in its colour: `·` raw (dots at each column's lowest and highest loss), `▄` EMA (thick), `×` validation points.
@@ -24,7 +31,7 @@ Healthy: falls from ln V (@LN_V@) towards 1.4–1.6 on English prose by 30k step
 Faint `│` lines mark where a setting changed (`m` hides them). The title says the window and the EMA decay:
 the EMA is computed from the recorded raw loss, ≈ the mean of the last 1/(1 − decay) steps.
 
-**Gradients** — one row per parameter (u input→hidden, w hidden→hidden, v hidden→output, bh, by) and the total.
+**Gradients** — one row per parameter (@TENSORS@) and the total.
 - *‖g‖ pre*: L2 norm of the gradient before clipping. Healthy: steady, no spikes of 10× or more.
 - *post*: the norm after clipping, marked ↓ (in the warning colour) when the clip changed it. Always clipped =
   threshold too low or lr too high. The title says on how many of the last 100 steps the clip fired.
@@ -60,6 +67,8 @@ the EMA is computed from the recorded raw loss, ≈ the mean of the last 1/(1 �
 - *all-loss*: ‖∂E/∂hₜ‖ of the whole loss (every step's loss), t = 1…T, log scale. It stays flat however fast the
   gradient vanishes, because every step's own loss refills it: it is not a measure of reach.
 
+@GATES@
+
 **Samples** — text generated from the current model, continuing the training text, at the shown temperature.
 Control characters are shown escaped; scroll for older samples (tab focuses the panel, then ↑/↓).
 
@@ -75,28 +84,103 @@ Every change applies at the next step and is listed with its step number (L show
 """
 
 
-def help_text(vocab_size: int | None = None, bindings: Iterable[Binding] = ()) -> str:
-    """The help, with the figures that depend on the run computed from it, and the keys of ``bindings`` (the
-    main screen's) as a table made from them (``keys.key_table``)."""
+TENSORS = {
+    "rnn": "u input→hidden, w hidden→hidden, bh; then v hidden→output and by",
+    "lstm": "w_ih input→gates, w_hh hidden→gates, b_ih, b_hh, each stacking the blocks i, f, g, o; then v "
+            "hidden→output and by",
+    "gru": "w_ih input→gates, w_hh hidden→gates, b_ih, b_hh, each stacking the blocks r, z, n; then v "
+           "hidden→output and by",
+}
+
+GATES = {
+    "lstm": """\
+- *f*, the forget gate (first, in bold): cₜ = fₜ ⊙ cₜ₋₁ + iₜ ⊙ gₜ, and going back ∂E/∂cₜ₋₁ = ∂E/∂cₜ ⊙ fₜ
+  (lstm-21), no weight matrix and no squashing on the way: an f near 1 (a large *right* share) carries the
+  gradient far back along c (the reach panel's c row); a left-saturated f forgets, and the c reach is short.
+- *i* input gate: how much of the candidate is written into c; *g* the candidate (tanh); *o* output gate,
+  hₜ = oₜ ⊙ tanh(cₜ); *tanh(c)* the cell's output: where it is saturated, little gradient enters c through h.""",
+    "gru": """\
+- *z*, the update gate, plays the forget gate's part (first, in bold): hₜ = (1 − zₜ) ⊙ nₜ + zₜ ⊙ hₜ₋₁, and going
+  back ∂E/∂hₜ₋₁ gets ∂E/∂hₜ ⊙ zₜ directly (gru-18): a z near 1 (a large *right* share) keeps h and passes its
+  gradient back unchanged; a left-saturated z replaces h by the candidate at every step.
+- *r* reset gate: how much of W_hn·hₜ₋₁ + b_hn enters the candidate; *n* the candidate (tanh).""",
+}
+
+
+def run_words(config) -> str:
+    """``lstm, 2 layers, dropout 0.2`` for a run's settings."""
+    layers = getattr(config, "layers", 1)
+    words = [getattr(config, "cell", "rnn"), f"{layers} layer{'s' if layers > 1 else ''}"]
+    dropout = getattr(config, "dropout", 0.0)
+    if dropout and layers > 1:
+        words.append(f"dropout {dropout:g} between layers")
+    return ", ".join(words)
+
+
+def gates_text(config, layer_key: str) -> str:
+    """The gate panel's section, for the run's cell and layers (every cell, when the run is not known)."""
+    cell = getattr(config, "cell", None) if config is not None else None
+    layers = getattr(config, "layers", 1) if config is not None else 1
+    this = f" (this run: {run_words(config)})" if config is not None else ""
+    if cell == "rnn":
+        gates = ("This run's cell is the lecture's tanh rnn: it has no gates, and the gate panel is hidden (its "
+                 "saturation is the reach panel's *sat*). `--cell lstm` or `--cell gru` trains a gated cell.")
+    else:
+        shown = [GATES[cell]] if cell in GATES else [f"*{c}*:\n{text}" for c, text in GATES.items()]
+        gates = (f"Per gate of the layer shown, over every unit, step and sequence of one pass (measured with the "
+                 f"reach, every {REACH_EVERY} steps): *mean* activation, *left* the share below {GATE_LOW:g} and "
+                 f"*right* the share above {GATE_HIGH:g} (left- and right-saturated, as Karpathy, Johnson & Fei-Fei "
+                 f"2015 read LSTM gates); for a tanh (g, n, tanh(c)) the shares beyond ∓{TANH_LEVEL:g}. Wide panels "
+                 f"add each gate's role, the σmax of its block of w_hh and a bar of the shares (░ left, ▒ between, "
+                 f"█ right).\n" + "\n".join(shown))
+    if layers > 1 or config is None:
+        last = layers if layers > 1 else "N"
+        key = layer_key[0].upper() + layer_key[1:]
+        which = (f"{key} moves the reach, gate and gradient panels to the next layer (1 → 2 → … → {last} → 1); their "
+                 "titles say *layer k of N*, and they start at the top layer, whose h the output layer "
+                 "reads. The gradient table then shows that layer's tensors, v and by, and *all* (every tensor of "
+                 "every layer); the reach panel's σmax is the largest of the layer's recurrent blocks.")
+    else:
+        which = f"With `--layers N` (up to 4), {layer_key} shows each layer's reach, gates and gradients in turn."
+    return f"**Gates**{this} — {gates}\n\n**Layers** — {which}"
+
+
+def help_text(vocab_size: int | None = None, bindings: Iterable[Binding] = (), config=None) -> str:
+    """The help, with the figures that depend on the run computed from it (ln V, the cell and layers of ``config``:
+    a :class:`~rnntui.config.TrainConfig`), and the keys of ``bindings`` (the main screen's) as a table made from
+    them (``keys.key_table``)."""
     if vocab_size and vocab_size > 1:
         ln_v = f"ln V ≈ {math.log(vocab_size):.2f} for these {vocab_size} characters"
     else:
         ln_v = "ln V for V characters: what a model that knows nothing scores"
     states = ", ".join(s.upper() for s in RunState)
-    return HELP.replace("ln V (@LN_V@)", ln_v).replace("@STATES@", states).replace("@KEYS@", key_table(bindings))
+    bindings = tuple(bindings)
+    bound = any(b.action == "next_layer" for b in bindings)
+    layer_key = f"`{key_of(bindings, 'next_layer')}`" if bound else "the layer key"
+    cell = getattr(config, "cell", "rnn") if config is not None else "rnn"
+    return (HELP.replace("ln V (@LN_V@)", ln_v).replace("@STATES@", states).replace("@KEYS@", key_table(bindings))
+            .replace("@TENSORS@", TENSORS[cell]).replace("@GATES@", gates_text(config, layer_key)))
+
+
+def run_config(app):
+    """The settings of the run ``app`` shows (its client's info), or None."""
+    info = getattr(getattr(app, "client", None), "info", None)
+    return getattr(info, "config", None)
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
 
-    def __init__(self, vocab_size: int | None = None, bindings: Iterable[Binding] = ()):
+    def __init__(self, vocab_size: int | None = None, bindings: Iterable[Binding] = (), config=None):
         super().__init__()
         self.vocab_size = vocab_size
         self.bindings = tuple(bindings)  # the keys the table lists: the main screen's
+        self.config = config  # the run's settings (cell, layers); None: those of the app's run
 
     def compose(self) -> ComposeResult:
+        config = self.config if self.config is not None else run_config(self.app)
         with VerticalScroll(id="help-body"):
-            yield Markdown(help_text(self.vocab_size, self.bindings))
+            yield Markdown(help_text(self.vocab_size, self.bindings, config))
 
     def action_dismiss(self) -> None:
         self.dismiss(None)
