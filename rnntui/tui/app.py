@@ -33,11 +33,7 @@ from .keys import key_actions
 from .leaks import tidy
 from .screens.changelog import ChangeLogScreen, change_line
 from .screens.confirm import ConfirmQuit
-from .screens.derivation import DerivationScreen
-from .screens.help import HelpScreen
 from .screens.hyperparams import HyperparamsScreen
-from .screens.recall import RecallScreen
-from .screens.trends import TrendsScreen
 from .widgets.footer import TidyFooter
 from .widgets.gates import GatePanel
 from .widgets.gradients import GradientPanel
@@ -155,6 +151,7 @@ class RnnTuiApp(App[int]):
         self.client.attach()
         self._install_signal_handlers()
         self.set_interval(1.0 / self.refresh_hz, self.tick)
+        self._first_draw = self.set_interval(0.02, self._until_drawn)  # the first screen as soon as it can be
         self.set_interval(30.0, tidy)  # a Textual cache would keep dead widgets' lines; see leaks.py
         self._check_size()
 
@@ -190,6 +187,12 @@ class RnnTuiApp(App[int]):
     @property
     def snapshot(self) -> Snapshot | None:
         return self.client.latest()
+
+    def _until_drawn(self) -> None:
+        """Draw the first snapshot the moment it arrives (``rnntui watch`` shows the run at once), then stop."""
+        if self.snapshot is not None or self.client.ended:
+            self._first_draw.stop()
+            self.tick(force=True)
 
     def tick(self, force: bool = False) -> None:
         """Redraw from the latest snapshot, if there is a new one; notice when the run has ended."""
@@ -302,6 +305,8 @@ class RnnTuiApp(App[int]):
             self.message_line.update("k: the copy-loss screen needs a corpus in recall.txt's format (a:..=a lines)",
                                      layout=False)
             return
+        from .screens.recall import RecallScreen  # (the screens opened on demand are imported then: a quicker start)
+
         self.push_screen(RecallScreen(lambda: self.snapshot))
 
     def action_changelog(self) -> None:
@@ -310,16 +315,22 @@ class RnnTuiApp(App[int]):
 
     def action_trends(self) -> None:
         if not self.is_screen_installed("trends"):  # one instance: the series chosen stay chosen
+            from .screens.trends import TrendsScreen
+
             self.install_screen(TrendsScreen(lambda: self.snapshot, refresh_hz=self.refresh_hz), name="trends")
         if self.get_screen("trends") not in self.screen_stack:
             self.push_screen("trends")
 
     def action_derivation(self) -> None:
+        from .screens.derivation import DerivationScreen
+
         self.push_screen(DerivationScreen(self.client))
 
     def action_help(self) -> None:
         if not self.is_screen_installed("help"):
             # one instance, shown again and again: its Markdown is parsed and its widgets built once
+            from .screens.help import HelpScreen
+
             self.install_screen(HelpScreen(self.client.info.vocab_size, (*self.BINDINGS, self.PALETTE_KEY)),
                                 name="help")
         if self.get_screen("help") not in self.screen_stack:  # (the palette can ask while it is open)
