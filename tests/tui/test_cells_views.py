@@ -278,3 +278,22 @@ async def test_derivation_per_cell_every_equation_beside_its_line_and_verified(c
         await pilot.press("left")
         assert "t=9/10" in _text(screen.query_one("#deriv-head"))
 
+
+
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light"])
+async def test_the_forget_gate_row_is_readable_in_each_theme(lstm2, theme):
+    from textual.color import Color
+
+    from .test_panels import _contrast
+
+    trainer, snap = lstm2
+    app = RnnTuiApp(Still(trainer, snap))
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.theme = theme
+        await _shown(app, pilot)
+        await pilot.pause(0.2)
+        panel = app.query_one(GatePanel)
+        y = panel.content_region.y + 1  # the first gate's row, below the column heads
+        style = app.screen.get_style_at(panel.content_region.x, y)
+        assert style.bold  # the forget gate stands out without colour too
+        assert _contrast(Color.from_rich_color(style.color), Color.from_rich_color(style.bgcolor)) >= 3.0

@@ -441,7 +441,8 @@ class DerivationScreen(Screen):
         else:
             results = verify_cell(ins, t, b, layer)
             where = (f"layer {layer + 1}, step t={t % ins.inputs.shape[1] + 1}, sequence b={b + 1}: the largest "
-                     "entries of each quantity; the forward lines by the loss they give")
+                     "entries of each quantity; the first row: every hₜ (and the last state) by the forward lines "
+                     "against the training pass")
         self.app.call_from_thread(self._show_verify, results, where)
 
     def _show_verify(self, results: list[gradcheck.TensorCheck], where: str) -> None:

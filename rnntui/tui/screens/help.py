@@ -127,7 +127,7 @@ def gates_text(config, layer_key: str) -> str:
                  "saturation is the reach panel's *sat*). `--cell lstm` or `--cell gru` trains a gated cell.")
     else:
         shown = [GATES[cell]] if cell in GATES else [f"*{c}*:\n{text}" for c, text in GATES.items()]
-        gates = (f"Per gate of the layer shown, over every unit, step and sequence of one pass (measured with the "
+        gates = (f"per gate of the layer shown, over every unit, step and sequence of one pass (measured with the "
                  f"reach, every {REACH_EVERY} steps): *mean* activation, *left* the share below {GATE_LOW:g} and "
                  f"*right* the share above {GATE_HIGH:g} (left- and right-saturated, as Karpathy, Johnson & Fei-Fei "
                  f"2015 read LSTM gates); for a tanh (g, n, tanh(c)) the shares beyond ∓{TANH_LEVEL:g}. Wide panels "

@@ -15,6 +15,7 @@ from textual.markup import escape
 
 from ...cells import GATE_HIGH, GATE_LOW
 from .layers import LayerPanel, layer_figures
+from .text import fit_parts
 
 #: Each gate's part in its cell (wide rows and the help).
 ROLES = {
@@ -66,12 +67,12 @@ class GatePanel(LayerPanel):
         self.display = figs.cell in ROLES
         if not self.display:
             return
-        title = ["gates"]
-        if figs.reach is not None and figs.reach.step != snap.step:
-            title[0] += f" @{figs.reach.step}"  # measured with the reach, every few steps
+        at = f" @{figs.reach.step}" if figs.reach is not None and figs.reach.step != snap.step else ""
+        parts = {"name": (f"gates{at}",)}  # measured with the reach, every few steps
         if figs.label:
-            title.append(figs.label)
-        self.border_title = " · ".join(title)
+            parts["layer"] = figs.label_forms
+        title = fit_parts(parts, max(0, self.outer_size.width - 6), ("layer",), sep=" · ")
+        self.border_title = " · ".join(title.values())
         width = max(0, self.content_size.width)
         if not figs.gates:
             lines = ["[dim]measured with the reach (every few steps): waiting for the first[/]"]
@@ -114,7 +115,7 @@ class GatePanel(LayerPanel):
             if bar_w:
                 row += " " + share_bar(s.low, s.high, bar_w)
             row = escape(row)
-            lines.append(f"[b $accent]{row}[/]" if s.name == FORGET[figs.cell] else row)
+            lines.append(f"[b $text-accent]{row}[/]" if s.name == FORGET[figs.cell] else row)
         if figs.layers > 1 and self.screen.has_class("-tall"):
             lines.append(self.by_layer(snap, figs))
         return lines

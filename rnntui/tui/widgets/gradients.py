@@ -84,15 +84,15 @@ def gates_of(blocks: dict, tensors) -> list[str]:
     return gates
 
 
-def title_parts(snap: Snapshot, layer_label: str = "", short: str = "") -> dict[str, tuple[str, ...]]:
+def title_parts(snap: Snapshot, layer: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
     """The panel title's parts with their forms, longest first ("" = may be dropped)."""
     hp, g = snap.hyper, snap.grad_stats
     mode = {"none": ("clipping off", "no clip", ""),
             "global": (f"global ‖g‖≤{hp.clip:g}", f"‖g‖≤{hp.clip:g}", ""),
             "element": (f"element ±{hp.clip:g}", f"±{hp.clip:g}", "")}[hp.clip_mode]
     parts = {"name": ("gradients", "grads"), "what": ("‖g‖ pre→post clip", ""), "mode": mode, "keys": ("([ ])", "")}
-    if layer_label:
-        parts["layer"] = (layer_label, short)
+    if layer:  # which layer the rows are of (a model of more than one)
+        parts["layer"] = layer
     rate = getattr(g, "clip_rate", None) if g is not None else None
     if rate is not None and hp.clip_mode != "none":
         window = getattr(g, "clip_window", None)
@@ -127,7 +127,7 @@ class GradientPanel(LayerPanel):
         labels = {n: "all" if n == "total" else short_name(n) for n in names}
         label_w = max(LABEL_W, *(len(v) for v in labels.values()))
         self.set_class(len(names) > ROWS_SHORT, "-many")
-        parts = title_parts(snap, figs.label, f"L{figs.layer + 1}/{figs.layers}")
+        parts = title_parts(snap, figs.label_forms if figs.label else ())
         title = fit_parts(parts, max(0, self.outer_size.width - 6), TITLE_STEPS, sep=" · ")
         self.border_title = escape(" · ".join(title.values()))
         inner = max(0, self.content_size.width)

@@ -60,6 +60,11 @@ class LayerFigures:
         return f"layer {self.layer + 1} of {self.layers}" if self.layers > 1 else ""
 
     @property
+    def label_forms(self) -> tuple[str, str]:
+        """The label's forms for a title that must fit (``text.fit_parts``): ``layer k of N``, ``Lk/N``."""
+        return self.label, f"L{self.layer + 1}/{self.layers}"
+
+    @property
     def largest_sigma(self) -> tuple[str, float] | None:
         """The layer's recurrent block with the largest σmax, by its short name (``w_hh[f]``, ``w``), and that σmax."""
         if not self.sigmas:
@@ -105,8 +110,7 @@ def next_layer(screen, snap) -> str:
         return "no figures yet: the layer key shows the next layer once training has started"
     cell, layers = cell_of(snap)
     if layers < 2:
-        return (f"this {cell} has one layer: with --layers N (up to 4) the layer key shows each layer's reach, "
-                "gates and gradients in turn")
+        return f"this {cell} has one layer (--layers 2 to 4 stack more, shown one at a time)"
     panels = list(screen.query(LayerPanel))
     current = next((p.shown_layer for p in panels if p.shown_layer is not None), layers - 1)
     new = (current + 1) % layers

@@ -128,7 +128,7 @@ class TimeFlow(LayerPanel):
         at = "" if reach.step == snap.step else f" @{reach.step}"
         parts = {"name": (f"reach of one loss{at}", f"reach{at}")}
         if figs.label:
-            parts["layer"] = (figs.label, f"L{figs.layer + 1}/{figs.layers}")
+            parts["layer"] = figs.label_forms
         title = fit_parts(parts, max(0, self.outer_size.width - 6), ("name", "layer"), sep=" · ")
         self.border_title = " · ".join(title.values())
         self.border_subtitle = f"log: █ 1 ▁ {REACH_FLOOR:.0e} {BELOW} less".replace("e-0", "e-")
