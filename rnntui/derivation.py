@@ -26,29 +26,10 @@ from typing import NamedTuple
 import numpy as np
 
 from . import cells, gradcheck, lecture
-from .cells import RNN, Stack
+from .cells import Stack
 from .cells.base import onehot_columns
 from .lecture import softmax_jacobian
-from .model import PARAM_NAMES
-
-
-def tensor_name(name: str, layer: int, layers: int) -> str:
-    """A cell tensor's name in the model: ``name`` with one layer, ``name_l{layer}`` (0 = bottom) with more."""
-    return name if layers == 1 else f"{name}_l{layer}"
-
-
-def _stack_of(model) -> Stack:
-    """The model's stack of cells (the lecture's CharRNN: one rnn layer)."""
-    stack = getattr(model, "stack", None)
-    return stack if stack is not None else Stack(RNN(), model.V, model.H, 1)
-
-
-def _layer_params(model) -> list[dict]:
-    """Each layer's parameters in the cells' shapes (the lecture's CharRNN: u, w and b_h as a vector)."""
-    if hasattr(model, "layer_params"):
-        return list(model.layer_params())
-    p = model.params
-    return [{"u": p["u"], "w": p["w"], "bh": np.asarray(p["bh"]).reshape(-1)}]
+from .model import PARAM_NAMES, CharRNN, tensor_name
 
 
 @dataclass(frozen=True)
@@ -63,7 +44,7 @@ class Inspection:
     """
 
     step: int
-    model: object
+    model: CharRNN
     inputs: np.ndarray  # (B, T)
     targets: np.ndarray  # (B, T)
     h0: np.ndarray | None  # (H, B), the state the batch started from (rnn, one layer)
@@ -75,11 +56,11 @@ class Inspection:
     reaches: tuple = ()  # monitor.LayerReach per layer, bottom first, when the trainer fills them in
 
     @classmethod
-    def from_arrays(cls, step: int, model, inputs, targets, h0, masks=None) -> Inspection:
+    def from_arrays(cls, step: int, model: CharRNN, inputs, targets, h0, masks=None) -> Inspection:
         """``h0``: (H, B) columns (rnn, one layer), or the initial states as the stack takes them (a list per
         layer of tuples of (B, H) rows); ``masks`` the pass's dropout masks (Stack.draw_masks' format)."""
         m = model.astype(np.float64)
-        stack = _stack_of(m)
+        stack = m.stack
         if isinstance(h0, np.ndarray) and h0.ndim == 2:
             states0 = ((np.asarray(h0, np.float64).T.copy(),),)
         else:
@@ -88,7 +69,7 @@ class Inspection:
         cols = states0[0][0].T.copy() if lecture_model else None
         masks = None if masks is None else tuple(np.array(a, np.float64) for a in masks)
         sigmas = {}
-        for k, p in enumerate(_layer_params(m)):
+        for k, p in enumerate(m.layer_params()):
             for name, w in stack.cell.recurrent_matrices(p).items():
                 tensor, _, gate = name.partition(".")
                 key = tensor_name(tensor, k, stack.layers) + (f"[{gate}]" if gate else "")
@@ -98,7 +79,7 @@ class Inspection:
 
     @property
     def stack(self) -> Stack:
-        return _stack_of(self.model)
+        return self.model.stack
 
     @property
     def layers(self) -> int:
@@ -111,7 +92,7 @@ class Inspection:
         return stack.cell.name == "rnn" and stack.layers == 1
 
     def layer_params(self) -> list[dict]:
-        return _layer_params(self.model)
+        return self.model.layer_params()
 
 
 @dataclass(frozen=True)

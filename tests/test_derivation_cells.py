@@ -8,41 +8,29 @@ import math
 import numpy as np
 import pytest
 
-from rnntui.cells import CELLS, GRU, LSTM, Stack, make_cell
+from rnntui.cells import CELLS, GRU, LSTM, Stack
 from rnntui.derivation import CHECKS, TERMS, Inspection, cell_terms, forward_equations, verify_cell
+from rnntui.model import CharRNN
 
 CASES = [(name, layers, masked) for name in CELLS for layers in (1, 2) for masked in (False, True)
          if not (masked and layers == 1)]
 
 
-class StackModel:
-    """A model as the derivation reads one: a stack of cells under an output layer v (V, H), by (V, 1)."""
-
-    def __init__(self, stack: Stack, layers: list[dict], v: np.ndarray, by: np.ndarray):
-        self.stack, self._layers, self.params = stack, layers, {"v": v, "by": by}
-
-    def astype(self, dtype) -> StackModel:
-        return StackModel(self.stack, [{k: a.astype(dtype) for k, a in p.items()} for p in self._layers],
-                          self.params["v"].astype(dtype), self.params["by"].astype(dtype))
-
-    def layer_params(self) -> list[dict]:
-        return self._layers
-
-
 def inspection(name: str, layers: int, masked: bool = False, *, V=6, H=5, B=3, T=7, seed=0, params=None):
+    """An Inspection of a float64 model of ``name`` off its initial point (every bias non-zero, gates away from ½),
+    or with the cells' ``params`` given, on a random batch with random initial states (and dropout masks)."""
     rng = np.random.default_rng(seed)
-    stack = Stack(make_cell(name), V, H, layers, dropout=0.4 if masked else 0.0)
-    if params is None:
-        params = stack.zeros(np.float64)
-        stack.init(rng, params)
-        for layer in params:  # off the initial point: every bias non-zero, gates away from ½
-            for a in layer.values():
-                a += rng.standard_normal(a.shape) * 0.3
-    v, by = rng.standard_normal((V, H)) * 0.5, rng.standard_normal((V, 1)) * 0.1
+    model = CharRNN(V, H, seed=seed, dtype=np.float64, cell=name, layers=layers, dropout=0.4 if masked else 0.0)
+    for k, layer in enumerate(model.layer_params()):
+        for key, a in layer.items():
+            a[...] = params[k][key] if params is not None else a + rng.standard_normal(a.shape) * 0.3
+    model.params["v"][...] = rng.standard_normal((V, H)) * 0.5
+    model.params["by"][...] = rng.standard_normal((V, 1)) * 0.1
     x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
-    state0 = [tuple(np.tanh(rng.standard_normal((B, H))) for _ in stack.cell.state_names) for _ in range(layers)]
-    masks = stack.draw_masks(rng, T * B, np.float64) if masked and layers > 1 else None
-    return Inspection.from_arrays(5, StackModel(stack, params, v, by), x, y, state0, masks)
+    cell = model.stack.cell
+    state0 = [tuple(np.tanh(rng.standard_normal((B, H))) for _ in cell.state_names) for _ in range(layers)]
+    masks = model.stack.draw_masks(rng, T * B, np.float64) if masked and layers > 1 else None
+    return Inspection.from_arrays(5, model, x, y, state0, masks)
 
 
 @pytest.mark.parametrize(("name", "layers", "masked"), CASES)

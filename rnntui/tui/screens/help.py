@@ -109,18 +109,17 @@ GATES = {
 
 def run_words(config) -> str:
     """``lstm, 2 layers, dropout 0.2`` for a run's settings."""
-    layers = getattr(config, "layers", 1)
-    words = [getattr(config, "cell", "rnn"), f"{layers} layer{'s' if layers > 1 else ''}"]
-    dropout = getattr(config, "dropout", 0.0)
-    if dropout and layers > 1:
-        words.append(f"dropout {dropout:g} between layers")
+    layers = config.layers
+    words = [config.cell, f"{layers} layer{'s' if layers > 1 else ''}"]
+    if config.dropout and layers > 1:
+        words.append(f"dropout {config.dropout:g} between layers")
     return ", ".join(words)
 
 
 def gates_text(config, layer_key: str) -> str:
     """The gate panel's section, for the run's cell and layers (every cell, when the run is not known)."""
-    cell = getattr(config, "cell", None) if config is not None else None
-    layers = getattr(config, "layers", 1) if config is not None else 1
+    cell = config.cell if config is not None else None
+    layers = config.layers if config is not None else 1
     this = f" (this run: {run_words(config)})" if config is not None else ""
     if cell == "rnn":
         gates = ("This run's cell is the lecture's tanh rnn: it has no gates, and the gate panel is hidden (its "
@@ -157,15 +156,9 @@ def help_text(vocab_size: int | None = None, bindings: Iterable[Binding] = (), c
     bindings = tuple(bindings)
     bound = any(b.action == "next_layer" for b in bindings)
     layer_key = f"`{key_of(bindings, 'next_layer')}`" if bound else "the layer key"
-    cell = getattr(config, "cell", "rnn") if config is not None else "rnn"
+    cell = config.cell if config is not None else "rnn"
     return (HELP.replace("ln V (@LN_V@)", ln_v).replace("@STATES@", states).replace("@KEYS@", key_table(bindings))
             .replace("@TENSORS@", TENSORS[cell]).replace("@GATES@", gates_text(config, layer_key)))
-
-
-def run_config(app):
-    """The settings of the run ``app`` shows (its client's info), or None."""
-    info = getattr(getattr(app, "client", None), "info", None)
-    return getattr(info, "config", None)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -178,7 +171,7 @@ class HelpScreen(ModalScreen[None]):
         self.config = config  # the run's settings (cell, layers); None: those of the app's run
 
     def compose(self) -> ComposeResult:
-        config = self.config if self.config is not None else run_config(self.app)
+        config = self.config if self.config is not None else self.app.client.info.config  # the app's run
         with VerticalScroll(id="help-body"):
             yield Markdown(help_text(self.vocab_size, self.bindings, config))
 

@@ -133,7 +133,7 @@ class GradientPanel(LayerPanel):
         inner = max(0, self.content_size.width)
         cols = columns_for(inner, label_w)
         room = inner - label_w - sum(w for _, _, w in cols)
-        blocks = getattr(g, "blocks", {}) if g is not None else {}
+        blocks = g.blocks if g is not None else {}
         gates = gates_of(blocks, figs.tensors)
         if not (gates and len(cols) == len(COLUMNS) and room - len(gates) * BLOCK_W >= BLOCKS_LEAVE):
             gates = []  # per gate block norms only where the whole table and a sparkline still fit beside them

@@ -13,18 +13,10 @@ from dataclasses import dataclass
 
 from textual.widgets import Static
 
-from ...derivation import tensor_name
+from ...model import layer_of, tensor_name
 
 #: A tensor of layer k of a stack of more than one is named ``name_l{k}``.
 LAYER_SUFFIX = re.compile(r"_l(\d+)$")
-
-
-def layer_of(name: str, layers: int) -> int | None:
-    """The layer a tensor of the model belongs to (0 = bottom), None for the output layer (v, by)."""
-    if name in ("v", "by", "total"):
-        return None
-    m = LAYER_SUFFIX.search(name)
-    return int(m.group(1)) if m else (0 if layers == 1 else None)
 
 
 def short_name(name: str) -> str:
@@ -75,7 +67,7 @@ class LayerFigures:
 
 def cell_of(snap) -> tuple[str, int]:
     """(the cell's name, the number of layers) of a snapshot's run."""
-    return getattr(snap.config, "cell", "rnn"), int(getattr(snap.config, "layers", 1))
+    return snap.config.cell, snap.config.layers
 
 
 def layer_figures(snap, layer: int | None = None) -> LayerFigures:
@@ -84,16 +76,15 @@ def layer_figures(snap, layer: int | None = None) -> LayerFigures:
     k = layers - 1 if layer is None or not 0 <= layer < layers else layer
     g = snap.grad_stats
     names = tuple(p.name for p in g.params) if g is not None else ()
-    tensors = tuple(n for n in names if layer_of(n, layers) in (k, None))  # in the monitor's order
-    reaches = getattr(snap, "reaches", ())
-    per_layer = next((r for r in reaches if r.layer == k), None)
+    tensors = tuple(n for n in names if layer_of(n) in (k, None))  # in the monitor's order
+    per_layer = next((r for r in snap.reaches if r.layer == k), None)
     if per_layer is not None:
         reach, c_reach = per_layer.h, per_layer.c
     else:
         reach, c_reach = (snap.reach if k == layers - 1 else None), None
-    gates = getattr(snap, "gates", ())
+    gates = snap.gates
     w_hh = "w" if cell == "rnn" else "w_hh"
-    sigmas = {n: s for n, s in getattr(snap, "sigmas", {}).items() if n.split("[")[0] == tensor_name(w_hh, k, layers)}
+    sigmas = {n: s for n, s in snap.sigmas.items() if n.split("[")[0] == tensor_name(w_hh, k, layers)}
     return LayerFigures(cell, layers, k, tensors, reach, c_reach, tuple(gates[k]) if k < len(gates) else (), sigmas)
 
 
