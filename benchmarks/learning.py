@@ -7,7 +7,8 @@ Both sides train H = 128, T = 25, B = 32 on the same batch stream (the corpus's 
 streams, the state carried from batch to batch without gradient) for ``--steps`` steps (600):
 
   ours   ``Trainer.train_step`` with rnntui's defaults (Adam lr 5e-3, global clip at ‖g‖ 30, PyTorch's uniform
-         initialisation, the lstm's forget gate bias 1), float32
+         initialisation, the lstm's forget gate bias 1), float32; ``lstm:drawn`` is the lstm with its forget
+         gate's bias drawn as PyTorch draws it (``TrainConfig(forget_bias=None)``), against the same torch runs
   torch  the module (nn.LSTM / nn.GRU / nn.RNN tanh) with nn.Linear on one-hot inputs, cross-entropy,
          torch.optim.Adam lr 5e-3, no clipping (benchmarks/torch_reference.py), float32, seeded by torch, 1 thread
 
@@ -32,9 +33,10 @@ H, T, B = 128, 25, 32
 
 
 def ours(corpus: Corpus, cell: str, steps: int, seed: int) -> tuple[float, float]:
-    """Loss EMA after ``steps`` steps of our trainer, and the seconds they took."""
+    """Loss EMA after ``steps`` steps of our trainer, and the seconds they took (``lstm:drawn``: forget_bias None)."""
+    cell, _, variant = cell.partition(":")
     cfg = TrainConfig(hidden_size=H, seq_length=T, batch_size=B, seed=seed, cell=cell,
-                      hyper=HyperParams(sample_every=0, val_every=0))
+                      forget_bias=None if variant == "drawn" else 1.0, hyper=HyperParams(sample_every=0, val_every=0))
     trainer = Trainer(corpus, cfg)
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -58,12 +60,12 @@ def torch(corpus: Corpus, cell: str, steps: int, seed: int, threads: int = 1) ->
 
 def table(rows: list[dict], steps: int) -> str:
     lines = [f"loss EMA (nats/char) at step {steps}, H={H} T={T} B={B}; mean over seeds (each seed)",
-             f"{'cell':>5} {'ours':>22} {'torch (Adam 5e-3)':>22} {'ours − torch':>13} {'s ours':>7} {'s torch':>7}"]
+             f"{'cell':>10} {'ours':>22} {'torch (Adam 5e-3)':>22} {'ours − torch':>13} {'s ours':>7} {'s torch':>7}"]
     for r in rows:
         def show(xs):
             return f"{statistics.mean(xs):.3f} (" + " ".join(f"{x:.3f}" for x in xs) + ")"
         diff = statistics.mean(r["ours"]) - statistics.mean(r["torch"]) if r["torch"] else float("nan")
-        lines.append(f"{r['cell']:>5} {show(r['ours']):>22} {show(r['torch']) if r['torch'] else '-':>22} "
+        lines.append(f"{r['cell']:>10} {show(r['ours']):>22} {show(r['torch']) if r['torch'] else '-':>22} "
                      f"{diff:+13.3f} {statistics.mean(r['s_ours']):7.1f} "
                      f"{statistics.mean(r['s_torch']) if r['s_torch'] else float('nan'):7.1f}")
     return "\n".join(lines)
@@ -73,7 +75,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="training text (default persuasion.txt)")
     ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--cells", default="lstm,gru,rnn")
+    ap.add_argument("--cells", default="lstm,lstm:drawn,gru,rnn")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", type=Path)
@@ -83,21 +85,26 @@ def main(argv=None) -> None:
     info = machine()
     print(f"corpus {a.corpus}: {len(corpus):,} chars, V={corpus.vocab.size}; load {info['loadavg']}")
     seeds = [int(s) for s in a.seeds.split(",")]
-    rows = []
+    rows, done = [], {}
     for cell in a.cells.split(","):
         row = {"cell": cell, "ours": [], "torch": [], "s_ours": [], "s_torch": []}
-        for seed in seeds:
+        same = done.get(cell.partition(":")[0])  # a variant of ours: the same torch runs
+        for k, seed in enumerate(seeds):
             loss, sec = ours(corpus, cell, a.steps, seed)
             row["ours"].append(loss)
             row["s_ours"].append(sec)
             line = f"{cell} seed {seed}: ours {loss:.3f} ({sec:.0f} s)"
-            if use_torch:
+            if same is not None:
+                row["torch"].append(same["torch"][k])
+                row["s_torch"].append(same["s_torch"][k])
+            elif use_torch:
                 loss, sec = torch(corpus, cell, a.steps, seed)
                 row["torch"].append(loss)
                 row["s_torch"].append(sec)
                 line += f", torch {loss:.3f} ({sec:.0f} s)"
             print(line, flush=True)
         rows.append(row)
+        done.setdefault(cell.partition(":")[0], row)
     print()
     print(table(rows, a.steps))
     if a.json:

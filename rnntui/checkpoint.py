@@ -319,7 +319,7 @@ class Checkpoint:
         """A :class:`CharRNN` with this checkpoint's cell, layers, parameters and vocabulary."""
         cfg = self.config
         m = CharRNN(self.vocab.size, cfg.hidden_size, dtype=np.dtype(cfg.dtype), chars=self.vocab.chars,
-                    cell=cfg.cell, layers=cfg.layers, dropout=cfg.dropout)
+                    cell=cfg.cell, layers=cfg.layers, dropout=cfg.dropout, forget_bias=cfg.forget_bias)
         for k in m.params:
             m.params[k][...] = self.arrays[f"param.{k}"]
         return m

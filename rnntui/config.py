@@ -136,6 +136,7 @@ class TrainConfig:
     cell: str = "rnn"
     layers: int = 1
     dropout: float = 0.0  # between layers, on the non-recurrent connections (while training)
+    forget_bias: float | None = 1.0  # the lstm's initial forget gate bias b_if + b_hf (None: drawn as PyTorch does)
     val_fraction: float = 0.1
     val_chars: int = 20_000
     hyper: HyperParams = field(default_factory=HyperParams)
@@ -148,6 +149,7 @@ class TrainConfig:
         dropout = _finite("dropout", self.dropout)
         if not 0 <= dropout < 1:
             raise ConfigError(f"dropout must be at least 0 and below 1, got {dropout:g}")
+        forget_bias = None if self.forget_bias is None else _finite("forget bias", self.forget_bias)
         if dropout > 0 and layers == 1:
             raise ConfigError(f"dropout {dropout:g} acts between layers and there is one; give layers 2 or more, "
                               "or dropout 0")
@@ -161,6 +163,7 @@ class TrainConfig:
             cell=_choice("cell", self.cell, CELLS),
             layers=layers,
             dropout=dropout,
+            forget_bias=forget_bias,
             val_fraction=val_fraction,
             val_chars=_int_range("val chars", self.val_chars, 1, 10**9),
             hyper=self.hyper.validated(),

@@ -169,7 +169,7 @@ class Trainer:
         self.hyper = config.hyper
         self.model = CharRNN(corpus.vocab.size, config.hidden_size, seed=config.seed, dtype=np.dtype(config.dtype),
                              init=config.init, chars=corpus.vocab.chars, cell=config.cell, layers=config.layers,
-                             dropout=config.dropout)
+                             dropout=config.dropout, forget_bias=config.forget_bias)
         self.optimizer = make_optimizer(self.hyper.optimizer, self.model.params, self.hyper.lr)
         self.stream = BatchStream(corpus.train, config.batch_size, config.seq_length)
         self.h = self.model.zero_state(config.batch_size)

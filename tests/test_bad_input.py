@@ -317,7 +317,8 @@ def made(tmp_path, work, capsys):
 
 # a value unlike the one in `made` for each setting a resumed run must keep (no option: no value)
 CHANGED = {"hidden_size": "9", "seq_length": "7", "batch_size": "3", "dtype": "float64", "init": "lecture",
-           "cell": "lstm", "layers": "2", "dropout": "0.3", "val_fraction": "0.3", "val_chars": None}
+           "cell": "lstm", "layers": "2", "dropout": "0.3", "forget_bias": None, "val_fraction": "0.3",
+           "val_chars": None}
 
 
 def test_the_fixed_settings_are_the_run_settings_but_seed():

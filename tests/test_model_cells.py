@@ -421,3 +421,17 @@ def test_an_lstm_runs_snapshot_and_inspection_cross_the_wire(corpus):
         payload = {**P._encode_model(ins.model), **bad}
         with pytest.raises(P.ProtocolError):
             P._decode_model(payload)
+
+
+def test_the_lstms_forget_bias_is_a_setting(corpus):
+    """1 by default (Jozefowicz et al. 2015); TrainConfig(forget_bias=…) sets another, None keeps PyTorch's draw."""
+    H = 10
+    for value, check in ((1.0, lambda b: np.all(b == 1)), (2.5, lambda b: np.all(b == 2.5)),
+                         (None, lambda b: np.abs(b).max() <= 2 / math.sqrt(H) and b.std() > 0)):
+        t = _trainer(corpus, cell="lstm", layers=1, dropout=0.0) if value == 1.0 else Trainer(
+            corpus, TrainConfig(hidden_size=H, batch_size=3, seq_length=7, cell="lstm", forget_bias=value))
+        p = t.model.params
+        assert check(p["b_ih"][H:2 * H] + p["b_hh"][H:2 * H]), value
+    assert TrainConfig(forget_bias=None).validated().forget_bias is None
+    with pytest.raises(ValueError, match="forget bias"):
+        TrainConfig(forget_bias=float("nan")).validated()
