@@ -395,7 +395,7 @@ def _tanh_prime(key: str):
     return lambda f: 1 - f[key] ** 2
 
 
-#: Per cell, every backward equation's check; the forward equations (not listed) are checked by the loss.
+#: Per cell, every backward equation's check; the forward equations (not listed) are checked by the states they give.
 CHECKS: dict[str, dict[str, tuple[Check, ...]]] = {
     "rnn": {
         "dh": (Check("dh", "state_out", "h"),),

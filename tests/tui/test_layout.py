@@ -21,7 +21,7 @@ from rnntui.tui.widgets.text import fit_parts
 from .conftest import app_of, make_trainer, wait_for
 
 SIZES = [MIN_SIZE, (80, 24), (100, 30), (160, 48)]
-ROWS = ("u", "w", "v", "bh", "by", "all")
+ROWS = ("u", "w", "bh", "v", "by", "all")  # the layer's tensors, then the output layer's, then the total
 LONG = {"optimizer": "rmsprop", "lr": 0.00125, "clip_mode": "element", "clip": 0.005}
 IMPORTANT = ("state", "step", "loss", "rate", "optimizer", "lr", "clip", "temp", "save")
 
