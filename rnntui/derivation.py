@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import cells, gradcheck, lecture
+from . import cells, gradcheck, lecture, parallel
 from .cells import Stack
 from .cells.base import onehot_columns
 from .lecture import softmax_jacobian
@@ -232,6 +232,9 @@ class _Sequence:
     """Sequence b of an inspection as a batch of one, in the reference's convention (batch in columns)."""
 
     def __init__(self, ins: Inspection, b: int):
+        if ins.model.threads != "blas":
+            # its many small products, on BLAS's threads, would wait on a training process's cores (20× slower)
+            parallel.single_threaded_blas()
         B, T = ins.inputs.shape
         self.stack, self.cell = ins.stack, ins.stack.cell
         self.params = [{k: np.asarray(a, np.float64) for k, a in p.items()} for p in ins.layer_params()]
@@ -321,17 +324,18 @@ class _Sequence:
         _, outs = self._run(k0, start, nudge)
         return sum(self.base[2][:start]) + sum(self._step_losses(outs[-1], start))
 
-    def fast_states(self, layer: int) -> tuple[np.ndarray, tuple]:
-        """Layer ``layer``'s hₜ of every step (T, H) and its last state, by the training pass (the cells' fast path,
-        float64), layer by layer from the bottom through the dropout masks."""
-        x = self.inputs.T.reshape(-1)
-        for k in range(layer + 1):
-            if k:
-                x = hs * self.masks[k - 1] if self.masks is not None else hs  # noqa: F821 — the layer below's
-            state0 = tuple(a.T for a in self.state0[k])
-            hs, last = self.cell.forward(self.params[k], x, state0, cells.Cache())
-            hs = hs.copy()
-        return hs, last
+    def fast_steps(self, layer: int) -> list[tuple]:
+        """Layer ``layer``'s state after each step by the training pass (the cells' fast path, float64), one step at
+        a time from the reference's state before it and on its input: every step's forward lines compared on their
+        own (a difference of rounding is not carried on, and grown, from step to step)."""
+        states, outs = self.base[0][layer], self.base[1][layer - 1] if layer else None
+        cache = cells.Cache()
+        after = []
+        for t in range(self.T):
+            x = self.inputs[:, t] if layer == 0 else (outs[t] * self.mask(layer, t)).T  # (1,) index or (1, I) row
+            _, last = self.cell.forward(self.params[layer], x, tuple(a.T for a in states[t]), cache)
+            after.append(tuple(a[0] for a in last))
+        return after
 
 
 def cell_terms(ins: Inspection, t: int, b: int = 0, layer: int = -1) -> CellTerms:
@@ -478,11 +482,11 @@ def verify_cell(ins: Inspection, t: int, b: int = 0, layer: int = -1, *, entries
                 step: float = gradcheck.STEP) -> list[gradcheck.TensorCheck]:
     """Every equation of layer ``layer`` at step ``t`` of sequence ``b``, checked in float64 on a copy.
 
-    First row (equation ids of the forward lines joined): the layer's hₜ at every step and its last state by the
-    reference's forward lines against the training pass's (the cells' fast path). Then one row per backward
-    equation (two for lstm-19: b_ih and b_hh): the reference's value at the ``entries`` largest entries against
-    the complex-step derivative of the loss (:data:`CHECKS` says of what). An entry whose ``factor`` is 0 cannot
-    be divided back and is skipped.
+    First row (equation ids of the forward lines joined): the layer's state after every step by the reference's
+    forward lines against the training pass's (the cells' fast path), each from the same state before it. Then
+    one row per backward equation (two for lstm-19: b_ih and b_hh): the reference's value at the ``entries``
+    largest entries against the complex-step derivative of the loss (:data:`CHECKS` says of what). An entry
+    whose ``factor`` is 0 cannot be divided back and is skipped.
     """
     seq = _Sequence(ins, b)
     cell = seq.cell
@@ -492,14 +496,12 @@ def verify_cell(ins: Inspection, t: int, b: int = 0, layer: int = -1, *, entries
     maths = {eq.id: eq.maths for eq in cell.equations}
     fwd_ids = forward_equations(cell)
     fwd_label = fwd_ids[0] if len(fwd_ids) == 1 else f"{fwd_ids[0]}…{fwd_ids[-1].split('-')[-1]}"
-    fast_h, fast_last = seq.fast_states(k)
     states = seq.base[0][k]
-    ref = [states[t + 1][0][:, 0] for t in range(seq.T)] + [a[:, 0] for a in states[-1]]
-    fast = list(fast_h) + [a[0] for a in fast_last]
-    idx = [(t, j) for t in range(seq.T) for j in range(H)] + [(seq.T + n, j) for n in range(len(fast_last))
-                                                            for j in range(H)]
-    rows = [_row(fwd_label, "h", "every hₜ and the last state by the reference's forward lines vs the training pass",
-                 np.concatenate(ref), np.concatenate(fast), idx)]
+    ref = np.concatenate([a[:, 0] for t in range(seq.T) for a in states[t + 1]])
+    fast = np.concatenate([a for state in seq.fast_steps(k) for a in state])
+    idx = [(t, name, j) for t in range(seq.T) for name in cell.state_names for j in range(H)]
+    rows = [_row(fwd_label, "state", "every step's state by the reference's forward lines vs the training pass, "
+                 "from the same state before it", ref, fast, idx)]
     params = seq.params[k]
     for eq_id, checks in CHECKS[cell.name].items():
         for check in checks:

@@ -44,8 +44,8 @@ def test_every_equation_of_every_layer_passes(name, layers, masked):
             assert not bad, f"layer {layer}, t={t}: {bad}"
     # every equation has its row: the forward lines by the loss (the first row), each backward one by its own
     fwd = forward_equations(cell)
-    assert rows[0].name == "h" and rows[0].equation.startswith(fwd[0])
-    assert rows[0].checked == (ins.inputs.shape[1] + len(cell.state_names)) * ins.stack.hidden_size
+    assert rows[0].name == "state" and rows[0].equation.startswith(fwd[0])
+    assert rows[0].checked == ins.inputs.shape[1] * len(cell.state_names) * ins.stack.hidden_size
     assert {r.equation for r in rows[1:]} == set(CHECKS[name])
     assert set(fwd) | set(CHECKS[name]) == {eq.id for eq in cell.equations}
     assert set(fwd) == set(TERMS[name])
@@ -88,7 +88,7 @@ def test_the_forward_row_fails_when_the_reference_lines_are_not_the_training_pas
 
     monkeypatch.setattr(GRU, "reference_step", wrong)
     rows = verify_cell(ins, 2)
-    assert rows[0].name == "h" and not rows[0].ok
+    assert rows[0].name == "state" and not rows[0].ok
     assert [r.equation for r in rows if not r.ok][0] == "gru-1…5"
 
 
@@ -138,3 +138,19 @@ def test_inspection_keeps_both_forms_of_the_initial_state_and_every_sigma():
     w = lstm.layer_params()[1]["w_hh"]
     assert lstm.sigmas["w_hh_l1[f]"] == pytest.approx(np.linalg.norm(w[H:2 * H], 2))
     assert lstm.sigma_max == max(lstm.sigmas.values())
+
+
+def test_the_forward_row_compares_each_step_on_its_own():
+    """Weights so large that the recurrence is chaotic (σmax ≈ 6.7): two correct computations of the whole run part
+    by 1e-6 after 50 steps, as their roundings grow; step by step from the same state they agree to rounding."""
+    from rnntui.cells import Cache
+    from rnntui.derivation import _Sequence
+
+    ins = inspection("rnn", 2, True, V=25, H=128, B=2, T=50)
+    assert ins.sigma_max > 6
+    seq = _Sequence(ins, 0)
+    hs, _ = seq.cell.forward(seq.params[0], seq.inputs[0], tuple(a.T for a in seq.state0[0]), Cache())
+    whole = np.concatenate([seq.base[0][0][t + 1][0][:, 0] for t in range(50)])
+    assert np.max(np.abs(hs.ravel() - whole)) > 1e-9  # the whole runs drift apart
+    row = verify_cell(ins, 49, b=0, layer=0)[0]
+    assert row.name == "state" and row.max_error < 1e-11
