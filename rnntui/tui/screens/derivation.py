@@ -441,8 +441,8 @@ class DerivationScreen(Screen):
         else:
             results = verify_cell(ins, t, b, layer)
             where = (f"layer {layer + 1}, step t={t % ins.inputs.shape[1] + 1}, sequence b={b + 1}: the largest "
-                     "entries of each quantity; the first row: every step's state by the forward lines, from the same state, "
-                     "against the training pass")
+                     "entries of each quantity; the first row: every step's state by the forward lines against the "
+                     "training pass, from the same state")
         self.app.call_from_thread(self._show_verify, results, where)
 
     def _show_verify(self, results: list[gradcheck.TensorCheck], where: str) -> None:
