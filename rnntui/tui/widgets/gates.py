@@ -25,7 +25,7 @@ ROLES = {
 #: The gate that decides what the state keeps: shown first, in bold. The gru's z plays the forget gate's part.
 FORGET = {"lstm": "f", "gru": "z"}
 #: What the forget gate does, for the panel's subtitle (narrow) and the help.
-FORGET_NOTE = {"lstm": "f: forget gate", "gru": "z: keeps h (forget's part)"}
+FORGET_NOTE = {"lstm": "f: forget gate", "gru": "z: as a forget gate"}
 #: The glyphs of the shares bar: left-saturated, between, right-saturated.
 BAR = ("░", "▒", "█")
 LABEL_W, MEAN_W, SHARE_W = 7, 7, 6
