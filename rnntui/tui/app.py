@@ -80,7 +80,7 @@ class RnnTuiApp(App[int]):
         Binding("s", "sample", "sample", id="sample", tooltip="Sample now"),
         Binding("h", "hyperparams", "hyper", id="hyper", tooltip="Hyperparameters: every setting, validated"),
         Binding("d", "derivation", "deriv", show=False, id="derivation",
-                tooltip="Derivation: the lecture's equations on the live model"),
+                tooltip="Derivation: the cell's BPTT equations on the live model"),
         Binding("n", "next_layer", "layer", show=False, id="layer",
                 tooltip="Next layer (--layers N): the reach, gate and gradient panels show layer 1 → 2 → … in turn"),
         Binding("k", "recall", "recall", show=False, id="recall",
