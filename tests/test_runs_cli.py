@@ -19,17 +19,9 @@ from rnntui.cli import run
 from rnntui.runs import folders as F
 
 from .conftest import wait_until
+from .test_saves import _one_line_error
 
 SMALL = ["--hidden-size", "16", "--batch-size", "2", "--seq-length", "10", "--sample-every", "0"]
-
-
-def _one_line_error(capsys, rc, *words):
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("rnntui: error: ") and "Traceback" not in err
-    for w in words:
-        assert w in err, err
-    return err
 
 
 def _rnntui(*args, cwd):

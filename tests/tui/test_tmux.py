@@ -366,3 +366,8 @@ def test_kill_9_of_the_run_while_watched(tmux):
     assert saved.step % 20 == 0 and saved.step == row["saved_step"]
     tmux.keys("q")
     assert tmux.exit_code() == 1
+    # it goes on from that checkpoint, under its name, over the socket file the killed process left behind
+    p = rnntui(*ARGS, "--resume", "dies", "--detach", cwd=tmux.tmp)
+    assert p.returncode == 0 and f"from step {saved.step}" in p.stdout, p.stderr
+    assert _runs(tmux.tmp)["dies"]["state"] == "running"
+    assert rnntui("stop", "dies", cwd=tmux.tmp).returncode == 0
