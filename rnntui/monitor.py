@@ -171,19 +171,22 @@ class PassReach:
         return cls(reaches, tuple(figures.gates), float(figures.saturation))
 
 
-def health(stats: GradStats | None, reach: Reach | None) -> list[str]:
+def health(stats: GradStats | None, reach: Reach | None, c_reach: Reach | None = None) -> list[str]:
     """Status words, each from a figure by a documented rule (README "Status words"):
 
-    - VANISHING: the reach is shorter than half the window (lag < VANISHING_SHARE·T);
-    - EXPLODING: going back the gradient grows (factor > 1) to ≥ EXPLODING_GROWTH × its start;
+    - VANISHING: the reach is shorter than half the window (lag < VANISHING_SHARE·T); for the lstm, given
+      ``c_reach`` (the cell state's), both are: a gradient kept in c reaches the early steps' gates (∂E/∂f,
+      ∂E/∂i, ∂E/∂g are ∂E/∂c times their factors) however short h's reach is;
+    - EXPLODING: going back the gradient (h's, or c's) grows (factor > 1) to ≥ EXPLODING_GROWTH × its start;
     - SATURATED: more than SATURATED_SHARE of the tanh units are saturated (a cause, shown beside).
     No word means OK. Shown beside colours, never instead.
     """
     words = []
-    if reach is not None and reach.T > 1:
-        if reach.lag is not None and reach.lag < VANISHING_SHARE * reach.T:
+    reaches = [r for r in (reach, c_reach) if r is not None and r.T > 1]
+    if reaches:
+        if all(r.lag is not None and r.lag < VANISHING_SHARE * r.T for r in reaches):
             words.append("VANISHING")
-        elif reach.factor > 1 and np.nanmax(reach.ratios) >= EXPLODING_GROWTH:
+        elif any(r.factor > 1 and np.nanmax(r.ratios) >= EXPLODING_GROWTH for r in reaches):
             words.append("EXPLODING")
     if stats is not None and stats.saturation > SATURATED_SHARE:
         words.append("SATURATED")
@@ -355,26 +358,28 @@ class Monitor:
 
     def sigma_max(self, w: np.ndarray, iters: int | None = None) -> float:
         """Largest singular value of one matrix ``w`` (the first block's vector, warm-started)."""
-        return float(self._power(w[None], 0, iters)[0])
+        return self._power(w[None], 0, iters)[0]
 
-    def _power(self, W3: np.ndarray, i: int, iters: int | None = None) -> np.ndarray:
-        """σmax of the G matrices W3 (G, H, H) by power iteration on WᵀW from vectors i … i+G−1, in W's precision.
-        A block whose vector becomes 0 gives 0, a non-finite one its norm (inf or NaN); its vector is kept."""
-        G = W3.shape[0]
-        x = self._x[i:i + G].astype(W3.dtype)
-        s = np.zeros(G)
-        for _ in range(iters or self.power_iters):
-            y = np.matmul(W3, x[:, :, None])
-            z = np.matmul(W3.transpose(0, 2, 1), y)[:, :, 0]  # WᵀW·x
-            with np.errstate(over="ignore", invalid="ignore"):
-                n = np.sqrt(np.einsum("ij,ij->i", z, z).astype(np.float64))
-            ok = np.isfinite(n) & (n > 0)
-            s = np.where(ok, np.sqrt(np.where(ok, n, 1.0)), np.where(np.isfinite(n), 0.0, n))
-            x = np.where(ok[:, None], z / np.where(ok, n, 1.0).astype(W3.dtype)[:, None], x)
-            if not ok.all():
-                break
-        self._x[i:i + G] = x  # in the weights' precision (exactly, in float64)
-        return s
+    def _power(self, W3: np.ndarray, i: int, iters: int | None = None) -> list[float]:
+        """σmax of the G matrices W3 (G, H, H) by power iteration on WᵀW from vectors i … i+G−1, in W's precision
+        (one matrix at a time: two matrix-vector products each, fewer calls than a batched product at these sizes).
+        A block whose vector becomes 0 gives 0, a non-finite one its norm (inf or NaN); its vector is then kept."""
+        out = []
+        dot = np.dot
+        for g, w in enumerate(W3):
+            x = self._x[i + g].astype(w.dtype)
+            s = 0.0
+            for _ in range(iters or self.power_iters):
+                z = dot(w.T, dot(w, x))  # WᵀW·x
+                n = math.sqrt(float(dot(z, z)))
+                if not math.isfinite(n) or n == 0:
+                    s = n if not math.isfinite(n) else 0.0
+                    break
+                s = math.sqrt(n)
+                x = z / z.dtype.type(n)
+                self._x[i + g] = x  # in the weights' precision (exactly, in float64)
+            out.append(s)
+        return out
 
     def sigmas_of(self, params: Packed, iters: int | None = None) -> dict[str, float]:
         """σmax of every recurrent block of ``params`` (one power-iteration step each, warm-started), by name."""
@@ -383,7 +388,7 @@ class Monitor:
             w = params[tensor]
             H = w.shape[1]
             s = self._power(w.reshape(len(names), H, H), i, iters)
-            out.update(zip(names, s.tolist(), strict=True))
+            out.update(zip(names, s, strict=True))
             i += len(names)
         return out
 
