@@ -225,3 +225,19 @@ def test_after_a_divergence_the_panels_show_the_kept_parameters(make_trainer):
     t.set_hyper(lr=1e-3)
     t.state = "running"
     assert t.train_step() is not None and t.snapshot().discarded is None
+
+
+def test_an_lstm_whose_cell_state_keeps_the_gradient_is_not_vanishing():
+    """h's reach alone would say VANISHING; c's reach beyond T keeps the gradient for the early steps' gates."""
+    from rnntui.monitor import Reach, health
+
+    T = 50
+    short = Reach.from_log_norms(0, np.log(0.5) * np.arange(T + 1))  # ×0.5 per step: below 1 % at lag 7
+    kept = Reach.from_log_norms(0, np.log(0.99) * np.arange(T + 1))  # ×0.99 per step: beyond T
+    also_short = Reach.from_log_norms(0, np.log(0.6) * np.arange(T + 1))
+    growing = Reach.from_log_norms(0, np.log(1.2) * np.arange(T + 1))
+    assert short.lag == 7 and kept.lag is None and also_short.lag == 10
+    assert health(None, short) == ["VANISHING"]  # the rnn, or the lstm's h read alone
+    assert health(None, short, kept) == []  # the lstm: c carries it
+    assert health(None, short, also_short) == ["VANISHING"]  # both fade
+    assert health(None, kept, growing) == ["EXPLODING"]  # c's gradient growing 1.2× per step back

@@ -133,6 +133,7 @@ async def test_the_layer_key_moves_every_panel_to_the_next_layer(lstm2):
         for panel in (gates, reach, grads):
             assert "1 of 2" in str(panel.border_title) or "L1/2" in str(panel.border_title), panel
         assert "h 2/10" in _text(reach) and "×0.09" in _text(reach) and "c >T" in _text(reach)
+        assert "VANISHING" not in _text(reach) and "OK" in _text(reach)  # h's reach is short, but c keeps it
         assert _text(gates).splitlines()[1].split()[:4] == ["f", "0.310", "40%", "5%"]
         assert "σmax w_hh[f] 1.23" in _text(reach)  # the largest of layer 1's blocks, by name
         w_ih = next(r for r in _text(grads).splitlines() if r.startswith("w_ih"))

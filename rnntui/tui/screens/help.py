@@ -54,7 +54,8 @@ the EMA is computed from the recorded raw loss, ≈ the mean of the last 1/(1 �
 ▲ above 1), lag 0 on the left. Measured every 50 steps, on the weights of that step (@N in the title when older).
 - *reach*: the first lag where it is below 1 % of its start, or "beyond T". *×/step*: the geometric-mean factor
   per step back. Each step back multiplies by diag(1 − h²)·wᵀ.
-- *status*: VANISHING when the reach is shorter than half the window (T/2); EXPLODING when, going back, it grows
+- *status*: VANISHING when the reach is shorter than half the window (T/2) — for the lstm, when c's is too (a
+  gradient kept in c reaches the early steps' gates however short h's reach); EXPLODING when, going back, it grows
   (×/step > 1) to 10× its start or more; SATURATED when more than 90 % of the tanh units have |h| > 0.99;
   else OK. Beside VANISHING its likely cause: "saturated" (over half the units saturated), "σmax<1" (w alone
   shrinks every step back), or "(1−h²)·w" (their product does); beside EXPLODING: "σmax>1".

@@ -141,7 +141,7 @@ class TimeFlow(LayerPanel):
             axis = lag_axis(reach.T, len(bars[0]))
             summary = reach_summary(reach, width)
         stats = self.layer_stats(g, figs)
-        words = health(stats, reach)
+        words = health(stats, reach, c_reach)  # (the lstm: VANISHING only when c's reach is short too)
         why = causes(stats, reach) if figs.cell == "rnn" else ""
         shown = sum(len(w) + 3 for w in words) if words else 3  # " WORD " labels and the spaces between
         why = why if why and "SATURATED" not in words and shown + len(why) + 3 <= width else ""
