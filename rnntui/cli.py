@@ -79,8 +79,8 @@ def main(ctx):
       rnntui gradcheck
 
     rnntui CORPUS means rnntui train CORPUS: rnntui train --help lists the training options. A corpus file
-    named like a command (sample, train, gradcheck) is given as rnntui train FILE [options], or after --
-    and the options: rnntui [options] -- FILE.
+    named like a command (train, runs, watch, stop, sample, gradcheck) is given as rnntui train FILE [options],
+    or after -- and the options: rnntui [options] -- FILE.
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
