@@ -43,7 +43,7 @@ def with_keys(*keys):
     return run_before
 
 
-@pytest.mark.parametrize("keys", [(), ("question_mark",), ("h",)], ids=["main", "help", "hyperparams"])
+@pytest.mark.parametrize("keys", [(), ("question_mark",), ("h",), ("q",)], ids=["main", "help", "hyperparams", "quit"])
 def test_screens(snap_compare, keys):
     assert snap_compare(paused_app(), terminal_size=SIZE, run_before=with_keys(*keys))
 
@@ -54,3 +54,13 @@ def test_wide_layout(snap_compare):
 
 def test_too_small(snap_compare):
     assert snap_compare(paused_app(), terminal_size=(50, 15), run_before=settle)
+
+
+def test_lstm_two_layers(snap_compare):
+    """A gated cell's screen: the gate panel, h and c reach, the layer's gradient rows."""
+    from .test_cells_views import cell_trainer
+
+    trainer = cell_trainer("lstm", 2, 0.2)
+    for _ in range(40):
+        trainer.train_step()
+    assert snap_compare(app_of(trainer, start_paused=True), terminal_size=SIZE, run_before=settle)
