@@ -303,7 +303,7 @@ class Monitor:
         ``sigmas``, the latest σmax estimates in block order, and ``sigma`` the largest, and ``fired``, whether the
         clip fired on each recent step."""
         sig = self._sigma
-        return {"x": self._x.copy(), "sigma": None if sig is None else largest(sig),
+        return {"x": self._x.astype(np.float64), "sigma": None if sig is None else largest(sig),
                 "sigmas": None if sig is None else list(sig), "fired": list(self._fired)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -365,8 +365,10 @@ class Monitor:
         A block whose vector becomes 0 gives 0, a non-finite one its norm (inf or NaN); its vector is then kept."""
         out = []
         dot = np.dot
+        if self._x.dtype != W3.dtype:  # kept in the weights' precision (the checkpoint keeps it as float64)
+            self._x = self._x.astype(W3.dtype)
         for g, w in enumerate(W3):
-            x = self._x[i + g].astype(w.dtype)
+            x = self._x[i + g]
             s = 0.0
             for _ in range(iters or self.power_iters):
                 z = dot(w.T, dot(w, x))  # WᵀW·x
@@ -376,7 +378,7 @@ class Monitor:
                     break
                 s = math.sqrt(n)
                 x = z / z.dtype.type(n)
-                self._x[i + g] = x  # in the weights' precision (exactly, in float64)
+                self._x[i + g] = x
             out.append(s)
         return out
 
