@@ -35,17 +35,28 @@ def trainer(tmp_path):
 
 
 APP_KEYWORDS = ("refresh_hz", "plot_every")
+_CLIENTS: list[InProcessClient] = []
 
 
 def app_of(trainer: Trainer, **kwargs):
     """The app on ``trainer`` as a run of this process (an InProcessClient, trained once the app is up, staying
     alive at ``max_steps`` as a served run's viewer would); ``start_paused``, ``max_steps`` and ``on_step``
-    go to the run, ``refresh_hz`` and ``plot_every`` to the app."""
+    go to the run, ``refresh_hz`` and ``plot_every`` to the app. The run is stopped when the test ends (the
+    app leaves a run training when it closes: a detached run goes on)."""
     from rnntui.tui.app import RnnTuiApp
 
     app_kw = {k: kwargs.pop(k) for k in APP_KEYWORDS if k in kwargs}
     client = InProcessClient(trainer, run={"stay_alive": True, **kwargs})
+    _CLIENTS.append(client)
     return RnnTuiApp(client, **app_kw)
+
+
+@pytest.fixture(autouse=True)
+def _stop_in_process_runs():
+    """No test leaves a trainer thread training behind it (they would slow every test after it)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
 
 
 async def wait_for(pilot, condition, timeout: float = 10.0, what: str = "condition") -> None:
