@@ -49,8 +49,9 @@ def lint_imports(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subpr
 
 
 def test_the_layers_contract_is_kept():
-    """cli → tui | headless → runs → trainer → checkpoint | monitor | … → model → … → corpus | config: no
-    module imports one above it, inside a function or not; the numerical core imports no UI nor sockets."""
+    """cli → tui | headless → runs → trainer → derivation → checkpoint | monitor | gradcheck | … → model → … →
+    corpus | config: no module imports one above it, inside a function or not; the numerical core imports no UI nor
+    sockets."""
     p = lint_imports()
     assert p.returncode == 0 and "0 broken" in p.stdout, p.stdout + p.stderr
     assert "layers: a lower layer never imports a higher one KEPT" in p.stdout

@@ -218,8 +218,8 @@ async def test_keys_typed_ahead_of_the_quit_dialog_do_not_answer_it(tmp_path):
         assert isinstance(app.screen, ConfirmQuit) and app.is_running and not app._stopping
         assert not (tmp_path / "run.npz").exists()
         await pilot.press("escape")
-        await pilot.pause()
-        assert not isinstance(app.screen, ConfirmQuit) and app.is_running
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmQuit), what="the dialog to close")
+        assert app.is_running
 
 
 async def test_ctrl_c_asks_as_q_does(tmp_path):

@@ -96,8 +96,8 @@ async def test_escape_cancels(tmp_path):
         await pilot.press("q")
         await pilot.pause()
         await pilot.press("escape")
-        await pilot.pause()
-        assert not isinstance(app.screen, ConfirmQuit) and app.is_running and not app.client.ended
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmQuit), what="the dialog to close")
+        assert app.is_running and not app.client.ended
         await pilot.press("q", "d")
 
 
