@@ -34,6 +34,7 @@ def format_progress(t: Trainer) -> str:
     parts.append(f"epoch {t.stream.epoch} {100 * t.stream.progress:.0f}%")
     return "  ".join(parts)
 
+
 class _Reporter:
     """What a headless run has shown and what has happened to it, for :func:`run_headless`'s observers."""
 
@@ -124,8 +125,8 @@ def run_headless(trainer: Trainer, *, max_steps: int | None, log_every: int = 10
     why = run.why or trainer.message
     if run.lost and out is sys.stdout:
         _silence_stdout()
-    if end is None or run.ended:
-        end = finish(trainer, state)  # (a run that diverged was saved as one that stopped: its kept parameters)
+    if end is None:  # (serve did not get to its end: an error outside a step)
+        end = finish(trainer, state)
     if trainer.checkpoint_path and not end.failure:
         run.print_changes(trainer)  # where it went, and why when that is not the checkpoint path
 

@@ -205,6 +205,7 @@ class Trainer:
         self.saved_step: int | None = None
         self.saved_path: str | None = None
         self.discarding = False  # the Stop that ended the run said not to save (Stop.discard)
+        self.stopped_from: RunState | None = None  # the state a Stop ended (diverged, crashed, running …)
         # A save replaces only this run's own files: those whose header carries this id (kept across
         # resumes), and those claimed when the run started (checkpoint.claim); see checkpoint.destination.
         self.run_id = secrets.token_hex(8)
@@ -262,6 +263,7 @@ class Trainer:
             if command.save and self.checkpoint_path:
                 self.save()
             self.discarding = command.discard
+            self.stopped_from = self.state
             self.state = STOPPED
             return False
         return True

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..trainer import CRASHED, DIVERGED, ChangeKind, RunState, Trainer, stop_commands, unsaved
+from ..trainer import CRASHED, DIVERGED, STOPPED, ChangeKind, RunState, Trainer, stop_commands, unsaved
 from .folders import RunFolder
 from .metrics import MetricsLog
 from .protocol import RunInfo
@@ -118,9 +118,11 @@ def finish(trainer: Trainer, state: RunState) -> RunEnd:
     """The end of a run whose loop has returned ``state``: what no file holds yet is saved (to the run's
     checkpoint; when that fails, to a rescue file), unless the Stop said to discard them; and how it ended is
     told in one line."""
-    if getattr(trainer, "discarding", False):
+    if trainer.discarding:
         return RunEnd(state, trainer.step, save_note(trainer, "stopped without saving, as asked"))
-    _, failure = save_at_end(trainer, ended=state)
+    # a run stopped while diverged or crashed (headless stops it so) ended as that, for its last save
+    ended = trainer.stopped_from if state == STOPPED and trainer.stopped_from in (DIVERGED, CRASHED) else state
+    _, failure = save_at_end(trainer, ended=ended)
     if failure:
         note = failure_note(trainer.saved_path if trainer.saved_step == trainer.step else None, failure)
     else:
