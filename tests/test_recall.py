@@ -10,7 +10,6 @@ import pytest
 
 from rnntui import Corpus, HyperParams, TrainConfig, Trainer
 from rnntui.corpus import read_text
-from rnntui.runs.metrics import metrics_record
 from rnntui.model import CharRNN
 from rnntui.recall import (
     EVERY,
@@ -21,6 +20,7 @@ from rnntui.recall import (
     recall_share,
     window_share,
 )
+from rnntui.runs.metrics import metrics_record
 
 DATA = Path(__file__).resolve().parent.parent / "sample_data"
 MARKERS = {5: "abcd", 10: "efgh", 20: "ijkl", 40: "mnop"}

@@ -183,10 +183,6 @@ class InProcessClient(RunClient):
             return None
         return self.end.words if self.end is not None else "the run has ended"
 
-    @property
-    def run_ended(self) -> bool:
-        return self.ended
-
     def close(self) -> None:
         """A run this client trains stops (between steps, as at a Stop) and its thread is waited for."""
         if self._run is not None and self.thread is not None:

@@ -34,6 +34,7 @@ from pathlib import Path
 import platformdirs
 
 from .. import __version__
+from ..checkpoint import header_of
 from . import protocol as P
 
 #: The version of run.json's layout.
@@ -393,8 +394,6 @@ class RunEntry:
 
 def _saved_in(path: str | None) -> dict:
     """``saved_step``/``saved_path`` of the checkpoint at ``path``, read from its header ({} when none is there)."""
-    from ..checkpoint import header_of
-
     header = header_of(path) if path else None
     step = header.get("step") if header else None
     return {"saved_step": step, "saved_path": path} if isinstance(step, int) else {}

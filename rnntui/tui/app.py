@@ -46,6 +46,7 @@ from .widgets.timeflow import TimeFlow
 CLIP_CYCLE = ("global", "element", "none")
 CLIP_STEPS = tuple(m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5))
 MIN_SIZE = (60, 20)
+QUIT_TIP = "Quit: detach (the run goes on training) or stop the run (it saves and ends)"
 
 
 def next_clip(value: float, direction: int) -> float:
@@ -98,10 +99,8 @@ class RnnTuiApp(App[int]):
         Binding("L,shift+l", "changelog", "changes", show=False, id="changelog",
                 tooltip="Change log: every change with its step, whole, live"),
         Binding("question_mark", "help", "help", id="help", tooltip="Help: what every figure means, and every key"),
-        Binding("q", "quit", "quit", id="quit",
-                tooltip="Quit: detach (the run goes on training) or stop the run (it saves and ends)"),
-        Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="quit_ctrl_c",
-                tooltip="Quit: detach (the run goes on training) or stop the run (it saves and ends)"),
+        Binding("q", "quit", "quit", id="quit", tooltip=QUIT_TIP),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True, id="quit_ctrl_c", tooltip=QUIT_TIP),
     ]
     #: The command palette's own key (Textual binds it): in the help's key table, not in the palette.
     PALETTE_KEY = Binding(App.COMMAND_PALETTE_BINDING, "command_palette", "palette", id="palette",
