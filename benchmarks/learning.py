@@ -10,7 +10,9 @@ streams, the state carried from batch to batch without gradient) for ``--steps``
          initialisation, the lstm's forget gate bias 1), float32; ``lstm:drawn`` is the lstm with its forget
          gate's bias drawn as PyTorch draws it (``TrainConfig(forget_bias=None)``), against the same torch runs
   torch  the module (nn.LSTM / nn.GRU / nn.RNN tanh) with nn.Linear on one-hot inputs, cross-entropy,
-         torch.optim.Adam lr 5e-3, no clipping (benchmarks/torch_reference.py), float32, seeded by torch, 1 thread
+         torch.optim.Adam lr 5e-3, no clipping (benchmarks/torch_reference.py), float32, seeded by torch, 1 thread;
+         initialised as ours is: for ``lstm`` PyTorch's draw with bias_ih's forget block set to 1 and bias_hh's
+         to 0 (what ``--forget-bias 1`` does), for ``lstm:drawn`` and the other cells PyTorch's own draw
 
 The figure is the loss EMA (per character, nats; the trainer's: EMA_DECAY = 0.98, started at the first step's
 loss) at the last step, for each seed, and its mean over the seeds.
@@ -46,9 +48,17 @@ def ours(corpus: Corpus, cell: str, steps: int, seed: int) -> tuple[float, float
 
 
 def torch(corpus: Corpus, cell: str, steps: int, seed: int, threads: int = 1) -> tuple[float, float]:
-    """Loss EMA after ``steps`` steps of PyTorch's module with Adam 5e-3, and the seconds they took."""
+    """Loss EMA after ``steps`` steps of PyTorch's module with Adam 5e-3, and the seconds they took (``lstm``: its
+    forget gate's bias set as ours is, b_if = 1 and b_hf = 0; ``lstm:drawn``: PyTorch's draw)."""
+    cell, _, variant = cell.partition(":")
     ref = torch_reference.TorchCharRNN(corpus, H, T, B, threads=threads, lr=5e-3, clip=0.0, seed=seed, cell=cell,
                                        optimizer="adam")
+    if cell == "lstm" and variant != "drawn":
+        import torch as pt
+
+        with pt.no_grad():
+            ref.rnn.bias_ih_l0[H:2 * H] = 1.0
+            ref.rnn.bias_hh_l0[H:2 * H] = 0.0
     ref.setup()
     ema = None
     t0 = time.perf_counter()
@@ -60,7 +70,7 @@ def torch(corpus: Corpus, cell: str, steps: int, seed: int, threads: int = 1) ->
 
 def table(rows: list[dict], steps: int) -> str:
     lines = [f"loss EMA (nats/char) at step {steps}, H={H} T={T} B={B}; mean over seeds (each seed)",
-             f"{'cell':>10} {'ours':>22} {'torch (Adam 5e-3)':>22} {'ours − torch':>13} {'s ours':>7} {'s torch':>7}"]
+             f"{'cell':>10} {'ours':>22} {'torch, same init':>22} {'ours − torch':>13} {'s ours':>7} {'s torch':>7}"]
     for r in rows:
         def show(xs):
             return f"{statistics.mean(xs):.3f} (" + " ".join(f"{x:.3f}" for x in xs) + ")"
@@ -88,7 +98,7 @@ def main(argv=None) -> None:
     rows, done = [], {}
     for cell in a.cells.split(","):
         row = {"cell": cell, "ours": [], "torch": [], "s_ours": [], "s_torch": []}
-        same = done.get(cell.partition(":")[0])  # a variant of ours: the same torch runs
+        same = done.get(cell)  # (a cell given twice: the same torch runs)
         for k, seed in enumerate(seeds):
             loss, sec = ours(corpus, cell, a.steps, seed)
             row["ours"].append(loss)
@@ -104,7 +114,7 @@ def main(argv=None) -> None:
                 line += f", torch {loss:.3f} ({sec:.0f} s)"
             print(line, flush=True)
         rows.append(row)
-        done.setdefault(cell.partition(":")[0], row)
+        done.setdefault(cell, row)
     print()
     print(table(rows, a.steps))
     if a.json:

@@ -48,6 +48,26 @@ class UsageProblem(click.ClickException):
     exit_code = EXIT_USAGE
 
 
+class ForgetBias(click.ParamType):
+    """``--forget-bias``: a number, or ``drawn`` (None: the bias as PyTorch draws it)."""
+
+    name = "B|drawn"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, float):
+            return value
+        text = str(value).strip().lower()
+        if text == "drawn":
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            self.fail(f"must be a number (1, 0) or drawn, got {value!r}", param, ctx)
+        return number
+
+
 class DefaultGroup(click.Group):
     """A group whose default command is ``train``: ``rnntui CORPUS`` means ``rnntui train CORPUS``. The
     training options as given are kept (``ctx.meta["train_args"]``): a run in the background gets them."""
@@ -112,6 +132,8 @@ C = TrainConfig()
 @click.option("--layers", type=int, default=C.layers, show_default=True, help="Stacked layers of the cell (1–4).")
 @click.option("--dropout", type=float, default=C.dropout, show_default=True,
               help="Dropout between layers while training (0 ≤ P < 1; needs --layers 2 or more).")
+@click.option("--forget-bias", type=ForgetBias(), default=C.forget_bias, show_default=True,
+              help="The lstm's initial forget gate bias b_if + b_hf; drawn: as PyTorch draws it, U(±1/√H) twice.")
 @click.option("--lecture", is_flag=True,
               help="The lecture's settings: adagrad, lr 0.1, element clip ±5, N(0, 0.01²) init.")
 @click.option("--dtype", type=click.Choice(DTYPES), default=C.dtype, show_default=True,
@@ -349,6 +371,9 @@ def _options_checked(ctx, corpus_path: str, o: dict) -> tuple[set[str], dict]:
                 o[k] = v
                 explicit.add(k)
     _positive("--max-steps", o["max_steps"], allow_zero=True)
+    if "forget_bias" in explicit and str(o["cell"]).lower() != "lstm" and not o["resume"]:
+        raise UsageProblem(f"--forget-bias sets the lstm's forget gate and the {o['cell'].lower()} cell has none; "
+                           "leave it out or give --cell lstm")
     every_steps, every_seconds = parse_interval(o["checkpoint_every"])
     if o["overwrite"] and not o["checkpoint"]:
         raise UsageProblem("--overwrite lets --checkpoint PATH replace its file; give --checkpoint PATH or leave "
@@ -587,6 +612,27 @@ def _ended_words(entry) -> str:
            f"rnntui {corpus} --resume {entry.name}"
 
 
+def detached_words(name: str, snap) -> tuple[list[str], int]:
+    """What a viewer that detached says of the run it leaves (its last snapshot ``snap``), and the exit code:
+    1 when the run's training has crashed (it waits, serving, until it is stopped), else 0."""
+    from .trainer import CRASHED, DIVERGED, PAUSED
+
+    step = f" at step {snap.step}" if snap is not None else ""
+    state = snap.state if snap is not None else None
+    again = f"  rnntui watch {name}   see it again    rnntui stop {name}   end it"
+    if state == CRASHED:
+        last = (snap.error or "").strip().splitlines()
+        why = f" ({last[-1]})" if last else ""
+        return [f"rnntui: detached from run {name}{step}: its training has crashed{why} and it waits; "
+                f"rnntui stop {name} saves its last whole step and ends it"], 1
+    if state == DIVERGED:
+        return [f"detached from run {name}{step}: it has diverged and waits; rnntui watch {name} to lower the "
+                "learning rate and go on", again], 0
+    if state == PAUSED:
+        return [f"detached from run {name}{step}: it is paused; rnntui watch {name}, then p, goes on", again], 0
+    return [f"detached from run {name}{step}: it goes on training", again], 0
+
+
 def _watch(client, *, mouse: bool = True) -> int:
     """The app on ``client``'s run until the user detaches or stops it, or the run ends; then the line that
     says what became of it. Returns the exit code."""
@@ -610,8 +656,7 @@ def _watch(client, *, mouse: bool = True) -> int:
                   f"  rnntui watch {name}   see it again    rnntui stop {name}   end it"]
         code = 1
     elif app.outcome == "detached" and not client.run_ended:
-        lines += [f"detached from run {name}{step}: it goes on training",
-                  f"  rnntui watch {name}   see it again    rnntui stop {name}   end it"]
+        lines, code = detached_words(name, snap)
     elif client.run_ended:
         lines.append(client.end_reason or f"the run {name} has ended{step}")
         code = 1 if snap is not None and snap.error else 0

@@ -292,6 +292,7 @@ class Monitor:
         self.power_iters = power_iters
         self._sigma: list[float] | None = None  # the latest σmax estimates, in block order (see _sigmas_every_other)
         self._fired: deque[bool] = deque(maxlen=CLIP_WINDOW)  # did the clip change the gradient, step by step
+        self._fired_count = 0  # how many of those are True
 
     @property
     def sigmas(self) -> dict[str, float]:
@@ -328,6 +329,7 @@ class Monitor:
         self._sigma = sig
         self._fired.clear()
         self._fired.extend(bool(f) for f in state.get("fired", ()))
+        self._fired_count = sum(self._fired)
 
     def reach(self, step: int, v: np.ndarray, diag: StepDiagnostics) -> PassReach:
         """The gradient's reach through every layer in the pass ``diag`` describes, and its gate figures (``v``:
@@ -382,23 +384,27 @@ class Monitor:
             out.append(s)
         return out
 
-    def sigmas_of(self, params: Packed, iters: int | None = None) -> dict[str, float]:
-        """σmax of every recurrent block of ``params`` (one power-iteration step each, warm-started), by name."""
-        out, i = {}, 0
+    def _all_sigmas(self, params: Packed, iters: int | None = None) -> list[float]:
+        """σmax of every recurrent block of ``params`` in block order (one power-iteration step each,
+        warm-started)."""
+        out, i = [], 0
         for tensor, names in params.layout.recurrent:
             w = params[tensor]
             H = w.shape[1]
-            s = self._power(w.reshape(len(names), H, H), i, iters)
-            out.update(zip(names, s, strict=True))
+            out += self._power(w.reshape(len(names), H, H), i, iters)
             i += len(names)
         return out
+
+    def sigmas_of(self, params: Packed, iters: int | None = None) -> dict[str, float]:
+        """σmax of every recurrent block of ``params`` (one power-iteration step each, warm-started), by name."""
+        return dict(zip(params.layout.sigma_names, self._all_sigmas(params, iters), strict=True))
 
     def _sigmas_every_other(self, step: int, params: Packed) -> float:
         """σmax of every recurrent block by one power iteration on even steps (and the first); on odd steps the
         estimates of the step before, whose weights differ by one update (Δw/w ~1e-3: below the 3 digits shown).
         Halves their cost. Returns the largest."""
         if step % 2 == 0 or self._sigma is None:
-            self._sigma = list(self.sigmas_of(params).values())
+            self._sigma = self._all_sigmas(params)
         return largest(self._sigma)
 
     def measure(self, step: int, pre: PreClip, grads: Packed, deltas: Packed, params: Packed,
@@ -434,12 +440,16 @@ class Monitor:
         total = ParamStats("total", math.sqrt(tot_pre), math.sqrt(tot_post), max(pre.max_abs.values()),
                            tot_clipped / tot_n, math.sqrt(tot_d / tot_p) if tot_p > 0 else 0.0)
         dh = np.asarray(diag.dh_norms, dtype=np.float64)
-        self._fired.append(total.clip_frac > 0)
+        fired = self._fired
+        if len(fired) == fired.maxlen:
+            self._fired_count -= fired[0]
+        fired.append(total.clip_frac > 0)
+        self._fired_count += fired[-1]
         return GradStats(step=step, params=tuple(rows), total=total, clip_mode=clip_mode, clip=float(clip),
                          dh_norms=dh, saturation=float(diag.saturation),
                          sigma_max=self._sigmas_every_other(step, params),
-                         clip_rate=sum(self._fired) / len(self._fired),
-                         clip_window=len(self._fired), blocks=dict(pre.blocks))
+                         clip_rate=self._fired_count / len(fired),
+                         clip_window=len(fired), blocks=pre.blocks)
 
 
 class History:

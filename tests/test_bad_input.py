@@ -90,6 +90,8 @@ BAD_OPTIONS = [
     ("--seed", "-1", "seed"), ("--seed", "4294967296", "seed"), ("--seed", "nan", "--seed"),
     ("--optimizer", "lbfgs", "--optimizer"), ("--clip-mode", "sometimes", "--clip-mode"),
     ("--init", "zeros", "--init"), ("--dtype", "float16", "--dtype"),
+    ("--forget-bias", "nan", "--forget-bias"), ("--forget-bias", "inf", "--forget-bias"),
+    ("--forget-bias", "open", "--forget-bias"),
 ]
 
 
@@ -317,7 +319,7 @@ def made(tmp_path, work, capsys):
 
 # a value unlike the one in `made` for each setting a resumed run must keep (no option: no value)
 CHANGED = {"hidden_size": "9", "seq_length": "7", "batch_size": "3", "dtype": "float64", "init": "lecture",
-           "cell": "lstm", "layers": "2", "dropout": "0.3", "forget_bias": None, "val_fraction": "0.3",
+           "cell": "lstm", "layers": "2", "dropout": "0.3", "forget_bias": "0.5", "val_fraction": "0.3",
            "val_chars": None}
 
 
@@ -337,6 +339,35 @@ def test_every_fixed_setting_is_refused_on_resume(capsys, work, made, name):
 def test_dropout_on_resuming_a_one_layer_run_is_refused(capsys, work, made):
     """Dropout acts between layers: given for `made` (one layer), it is refused as it would be for a new run."""
     _refuse(capsys, work, ["--resume", str(made), "--dropout", CHANGED["dropout"]], "dropout 0.3", "layers 2")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_a_forget_bias_for_a_cell_without_a_forget_gate_is_refused(capsys, work, cell):
+    line = _refuse(capsys, work, ["--cell", cell, "--forget-bias", "2"], "--forget-bias", f"the {cell} cell has none",
+                   "--cell lstm")
+    assert line.count("rnntui: error:") == 1
+
+
+@pytest.mark.parametrize(("given", "recorded"), [(["--forget-bias", "0.5"], 0.5), (["--forget-bias", "drawn"], None),
+                                                 ([], 1.0), (["--forget-bias", " -2 "], -2.0)])
+def test_the_forget_bias_option_sets_the_lstms_first_forget_gate(capsys, work, given, recorded):
+    """--forget-bias B puts B into b_if and 0 into b_hf; drawn leaves both as PyTorch draws them, U(±1/√H); the
+    checkpoint records the setting."""
+    out, good = work
+    argv = [str(good), "--headless", "--max-steps", "1", *SMALL, "--cell", "lstm", "--lr", "1e-12",
+            "--checkpoint", str(out / "c.npz"), *given]  # (one step, for a save; at this rate it moves nothing)
+    assert run(argv) == 0, capsys.readouterr().err
+    ckpt = load_checkpoint(out / "c.npz")
+    assert ckpt.step == 1 and ckpt.config.forget_bias == recorded
+    H = 8
+    b_ih, b_hh = (np.asarray(ckpt.model().params[k], np.float64) for k in ("b_ih", "b_hh"))
+    if recorded is None:
+        forget = b_ih[H:2 * H]
+        assert np.all(np.abs(forget) <= 1 / np.sqrt(H)) and len(set(forget.tolist())) == H  # drawn, one by one
+        assert np.all(np.abs(b_hh[H:2 * H]) <= 1 / np.sqrt(H)) and np.any(b_hh[H:2 * H] != 0)
+    else:
+        np.testing.assert_allclose(b_ih[H:2 * H], recorded, atol=1e-9)
+        np.testing.assert_allclose(b_hh[H:2 * H], 0, atol=1e-9)
 
 
 def test_seed_and_hyperparameters_may_be_given_on_resume(capsys, work, made):

@@ -189,3 +189,24 @@ def test_a_full_disk_at_a_periodic_save_is_reported_and_the_run_goes_on(make_tra
     th.join(30)
     folder.release()
     assert ended["end"].failure is None and load_checkpoint(path).step == trainer.step
+
+
+@pytest.mark.parametrize(("state", "words", "code"), [
+    ("running", "it goes on training", 0),
+    ("paused", "it is paused; rnntui watch r, then p, goes on", 0),
+    ("diverged", "it has diverged and waits; rnntui watch r to lower the learning rate", 0),
+    ("crashed", "its training has crashed (ZeroDivisionError: boom) and it waits; rnntui stop r saves", 1),
+])
+def test_a_viewer_that_detaches_says_what_the_run_it_leaves_is_doing(state, words, code):
+    """Detaching leaves the run as it is: training, paused, diverged (waiting for a fix) or crashed (waiting to be
+    stopped, exit 1); the line says which, at the step the viewer saw last."""
+    from types import SimpleNamespace
+
+    from rnntui.cli import detached_words
+
+    error = "Traceback (most recent call last):\n  ...\nZeroDivisionError: boom\n" if state == "crashed" else None
+    lines, rc = detached_words("r", SimpleNamespace(step=42, state=state, error=error))
+    assert rc == code
+    assert lines[0].startswith(("rnntui: " if code else "") + "detached from run r at step 42: ")
+    assert words in lines[0], lines[0]
+    assert ("goes on training" in lines[0]) == (state == "running")
