@@ -261,11 +261,11 @@ def _moments(p: Packed, d: Packed) -> tuple[dict, dict, dict]:
     return dd, pp, pd
 
 
-def _grad_figures(grads: Packed, count_above: float | None):
+def _grad_figures(grads: Packed, count_above: float | None, work: np.ndarray | None = None):
     """max |g|, ‖g‖² and the number of |g| > ``count_above`` (when given) of each tensor, by name, and the gate
-    blocks' ‖g‖²."""
+    blocks' ‖g‖² (``work``: where |g| may go, a vector like ``grads.flat``)."""
     g, starts, names = grads.flat, grads.starts, grads.layout.names
-    absg = np.abs(g)
+    absg = np.abs(g, out=work if work is not None and work.shape == g.shape and work.dtype == g.dtype else None)
     max_abs = dict(zip(names, np.maximum.reduceat(absg, starts).tolist(), strict=True))  # NaN stays NaN
     counts = dict.fromkeys(names, 0)
     if count_above is not None and max(max_abs.values()) > count_above:
@@ -293,6 +293,7 @@ class Monitor:
         self._sigma: list[float] | None = None  # the latest σmax estimates, in block order (see _sigmas_every_other)
         self._fired: deque[bool] = deque(maxlen=CLIP_WINDOW)  # did the clip change the gradient, step by step
         self._fired_count = 0  # how many of those are True
+        self._work: np.ndarray | None = None  # pre_clip's |g|
 
     @property
     def sigmas(self) -> dict[str, float]:
@@ -346,7 +347,10 @@ class Monitor:
         return PassReach.of(step, model.measure(inputs, targets, h0, masks))
 
     def pre_clip(self, grads: Packed, clip_mode: str, clip: float) -> PreClip:
-        max_abs, sq, clipped, blocks = _grad_figures(grads, clip if clip_mode == "element" else None)
+        g = grads.flat
+        if self._work is None or self._work.shape != g.shape or self._work.dtype != g.dtype:
+            self._work = np.empty_like(g)  # (kept: a new vector each step costs its pages' faults each time)
+        max_abs, sq, clipped, blocks = _grad_figures(grads, clip if clip_mode == "element" else None, self._work)
         norms = {}
         nonfinite = None
         for k in grads.layout.names:
