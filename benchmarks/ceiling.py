@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from benchmarks.cells import build_torch
+from benchmarks.cells import _model_runner, build_torch
 from benchmarks.common import DEFAULT_CORPUS, Remote, Runner, fmt_rate, fmt_ratio, machine, ratio, run_remotes
 from rnntui.corpus import BatchStream, Corpus
 
@@ -38,20 +38,10 @@ def build_split(corpus_path: str, cell: str, H: int, T: int, B: int, processes: 
 
     _single_blas()
     corpus = Corpus.load(corpus_path)
+    if processes == 1:
+        return _model_runner(f"ours {cell}", CharRNN, corpus, H, T, B, cell=cell, threads=1)
     model = CharRNN(corpus.vocab.size, H, seed=0, dtype=np.float32, cell=cell, threads=1)
     stream = BatchStream(corpus.train, B, T)
-    if processes == 1:
-        state = {"h": model.zero_state(B)}
-
-        def step() -> int:
-            x, y, wrapped = stream.next()
-            if wrapped:
-                state["h"] = model.zero_state(B)
-            _, _, state["h"], _ = model.loss_and_grads(x, y, state["h"])
-            return B * T
-
-        return Runner(f"ours {cell}", step)
-
     half, n = B // 2, model.num_params()
     shared = mmap.mmap(-1, 4 * n + 8 * 2 * B * T)
     grad_in = np.frombuffer(shared, np.float32, n, 0)
