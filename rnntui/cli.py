@@ -744,6 +744,9 @@ def runs(as_json):
         click.echo(f"no runs in {runs_root()}; start one with rnntui CORPUS")
         return
     table = [[title for _, title in RUN_COLUMNS]] + [[_cell(k, r.get(k)) for k, _ in RUN_COLUMNS] for r in rows]
+    for line, r in zip(table[1:], rows, strict=True):
+        if r.get("saved_step") is None:  # (its path is where it will save: there is no checkpoint there yet)
+            line[-1] = "none yet"
     widths = [max(len(row[i]) for row in table) for i in range(len(RUN_COLUMNS))]
     right = {"step", "loss", "val_loss", "chars_per_sec", "age"}
     for row in table:

@@ -63,6 +63,7 @@ def test_detach_prints_how_to_watch_and_stop_and_runs_lists_it(detached, tmp_pat
     table = _rnntui("runs", cwd=tmp_path).stdout.splitlines()
     assert table[0].split() == ["NAME", "STATE", "STEP", "LOSS", "VAL", "CHARS/S", "AGE", "CORPUS", "CHECKPOINT"]
     assert table[1].split()[:2] == ["bg", "running"] and "corpus.txt" in table[1]
+    assert table[1].endswith("  none yet")  # not saved yet (every 5 minutes by default): no checkpoint to name
     rec = F.find_run("bg").record
     assert rec["corpus"] == str(tmp_path / "corpus.txt") and rec["config"]["hidden_size"] == 16
     stop = _rnntui("stop", "bg", cwd=tmp_path)
@@ -72,6 +73,7 @@ def test_detach_prints_how_to_watch_and_stop_and_runs_lists_it(detached, tmp_pat
                           f"(step {step})\n"
     row = json.loads(_rnntui("runs", "--json", cwd=tmp_path).stdout)[0]
     assert row["state"] == "stopped" and row["step"] == row["saved_step"] == step
+    assert _rnntui("runs", cwd=tmp_path).stdout.splitlines()[1].endswith(f"  {runs_home}/runs/bg/checkpoint.npz")
     assert "the run has stopped" in (runs_home / "runs" / "bg" / "log.txt").read_text()
     metrics = [json.loads(line) for line in (runs_home / "runs" / "bg" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == list(range(5, step + 1, 5))  # always written, every --log-every steps
