@@ -408,6 +408,9 @@ def _resumed(corpus_path: str, o: dict, config: TrainConfig, explicit: set[str],
     ckpt = load_checkpoint(o["resume"], "the path given to --resume")
     corpus = _corpus_for_checkpoint(read_text(corpus_path), ckpt, corpus_path, notes)
     fixed = [k for k in RESUME_FIXED if k in explicit and getattr(config, k) != getattr(ckpt.config, k)]
+    if "forget_bias" in explicit and ckpt.config.cell != "lstm":
+        raise UsageProblem(f"--forget-bias sets the lstm's forget gate and the checkpoint's {ckpt.config.cell} cell "
+                           "has none; leave it out")
     if fixed:
         raise UsageProblem(f"--{fixed[0].replace('_', '-')} cannot change when resuming (the checkpoint has "
                            f"{getattr(ckpt.config, fixed[0])}); leave it out")

@@ -329,11 +329,29 @@ def test_the_fixed_settings_are_the_run_settings_but_seed():
     assert {k for k, v in CHANGED.items() if v is None}.isdisjoint(options), "a new option needs a changed value"
 
 
-@pytest.mark.parametrize("name", [k for k, v in CHANGED.items() if v is not None and k != "dropout"])
+@pytest.mark.parametrize("name", [k for k, v in CHANGED.items()
+                                  if v is not None and k not in ("dropout", "forget_bias")])
 def test_every_fixed_setting_is_refused_on_resume(capsys, work, made, name):
     """Each TrainConfig setting but the hyperparameters and the seed must match the checkpoint's when given."""
     option = "--" + name.replace("_", "-")
     _refuse(capsys, work, ["--resume", str(made), option, CHANGED[name]], option, "cannot change", "leave it out")
+
+
+def test_a_forget_bias_on_resuming_a_cell_without_a_forget_gate_is_refused(capsys, work, made):
+    """`made` is an rnn: --forget-bias is refused as having nothing to set, even at the recorded value."""
+    for value in ("1", "0.5"):
+        _refuse(capsys, work, ["--resume", str(made), "--forget-bias", value], "--forget-bias",
+                "the checkpoint's rnn cell has none", "leave it out")
+
+
+def test_a_forget_bias_unlike_the_lstm_checkpoints_is_refused_on_resume(capsys, work, tmp_path):
+    out, good = work
+    lstm = tmp_path / "lstm.npz"
+    assert run([str(good), "--headless", "--max-steps", "2", *SMALL, "--cell", "lstm", "--checkpoint", str(lstm)]) == 0
+    capsys.readouterr()
+    _refuse(capsys, work, ["--resume", str(lstm), "--forget-bias", "0.5"], "--forget-bias cannot change",
+            "the checkpoint has 1.0", "leave it out")
+    assert _resume(capsys, work, lstm, "--forget-bias", "1") == 0  # the recorded value may be given
 
 
 def test_dropout_on_resuming_a_one_layer_run_is_refused(capsys, work, made):
