@@ -139,6 +139,7 @@ class RnnTuiApp(App[int]):
     def on_mount(self) -> None:
         # keep the main screen's widgets: a dialog on top must not hide them from the timer
         self.status_bar = self.query_one(StatusBar)
+        self.status_bar.run = self.client.info.name
         self.grad_panel = self.query_one(GradientPanel)
         self.time_panel = self.query_one(TimeFlow)
         self.gate_panel = self.query_one(GatePanel)

@@ -116,10 +116,11 @@ def test_the_help_names_what_the_status_bar_shows():
     trainer = make_trainer()
     trainer.train_step()
     full = dataclasses.replace(trainer.publish(), state=RUNNING, chars_per_sec=1e5)
-    words = {"state": ", ".join(s.upper() for s in RunState), "step": "step", "epoch": "epoch progress",
+    words = {"state": ", ".join(s.upper() for s in RunState), "run": "the run's name", "step": "step",
+             "epoch": "epoch progress",
              "loss": "loss EMA", "rate": "characters per second", "elapsed": "training time",
              "optimizer": "optimizer", "lr": "lr", "clip": "clip", "temp": "temperature", "save": "save state"}
-    assert set(status_parts(full)) == set(words)
+    assert set(status_parts(full, run="r")) == set(words)
     status = help_text().split("**Status bar**", 1)[1].split("\n\n", 1)[0]
     for part, said in words.items():
         assert said in status, part

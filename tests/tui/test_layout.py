@@ -86,6 +86,29 @@ def test_status_bar_drops_the_least_useful_first(long_snap):
             assert all(f == status_parts(long_snap)[n][0] for n, f in kept.items() if n != "save")
 
 
+def test_the_run_name_shows_where_there_is_room_and_gives_way_first(long_snap):
+    """Wide, the bar names the run; where anything must give way, the name goes first, so the other parts are
+    as they are without it."""
+    wide = plain(status_line(long_snap, 200, "persuasion-12"))
+    assert wide.startswith(" RUNNING  run persuasion-12 step 44435 ")
+    for width in range(20, 200):
+        named = fit_parts(status_parts(long_snap, "persuasion-12"), width, STATUS_STEPS)
+        bare = fit_parts(status_parts(long_snap), width, STATUS_STEPS)
+        if "run" not in named:
+            assert named == bare, width
+        elif named != {n: f[0] for n, f in status_parts(long_snap, "persuasion-12").items()}:
+            assert named["run"] == "persuasion-12" and {k: v for k, v in named.items() if k != "run"} == bare
+    assert "persuasion-12" not in plain(status_line(long_snap, 78, "persuasion-12"))  # 80 columns: no room
+
+
+async def test_the_app_names_its_run_on_a_wide_status_bar():
+    app = app_of(make_trainer(), start_paused=True)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None, what="a snapshot")
+        await pilot.pause()
+        assert f"run {app.client.info.name} " in plain(app.status_bar.render())
+
+
 @pytest.mark.parametrize("state", ["paused", "diverged", "crashed", "finished", "stopped"])
 def test_no_speed_unless_running(long_snap, state):
     line = plain(status_line(dataclasses.replace(long_snap, state=state), 200))

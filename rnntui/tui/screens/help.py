@@ -73,9 +73,10 @@ the EMA is computed from the recorded raw loss, ≈ the mean of the last 1/(1 �
 **Samples** — text generated from the current model, continuing the training text, at the shown temperature.
 Control characters are shown escaped; scroll for older samples (tab focuses the panel, then ↑/↓).
 
-**Status bar** — state (@STATES@), step, epoch progress, loss EMA,
+**Status bar** — state (@STATES@), the run's name, step, epoch progress, loss EMA,
 characters per second (only while running), training time, optimizer and lr, clip (±c element, ‖g‖≤c global),
-temperature, save state (saved, saved @step, unsaved). On a narrow terminal the least useful go first.
+temperature, save state (saved, saved @step, unsaved). On a narrow terminal the least useful go first (the name
+first of all).
 The line above it is the latest change; an alert is marked ⚠; a line ending in … (L) continues in the change log.
 
 # Keys

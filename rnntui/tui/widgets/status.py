@@ -22,7 +22,7 @@ STATE_STYLE = {"running": "$success", "paused": "$warning", "diverged": "$error"
 
 #: The order in which parts give way when the row is too narrow, least useful first; each mention
 #: moves that part to its next shorter form (see ``status_parts``), the last form of most is "gone".
-STATUS_STEPS = ("epoch", "save", "elapsed", "rate", "loss", "clip", "temp", "rate", "clip", "save",
+STATUS_STEPS = ("run", "run", "epoch", "save", "elapsed", "rate", "loss", "clip", "temp", "rate", "clip", "save",
                 "loss", "rate", "temp", "save", "clip", "optimizer", "lr", "clip", "step")
 
 CUT_MARK = "… (L)"  # a cut message: the change-log screen (L) has it whole
@@ -55,14 +55,17 @@ def _save_forms(snap: Snapshot) -> tuple[str, ...]:
     return (full, medium, word, "")
 
 
-def status_parts(snap: Snapshot) -> dict[str, tuple[str, ...]]:
+def status_parts(snap: Snapshot, run: str | None = None) -> dict[str, tuple[str, ...]]:
     """Each part of the status bar with its forms, longest first ("" = may be dropped), in display order.
 
     The speed shows only while training runs: a paused, diverged, crashed or finished run has no rate.
+    ``run``: the run's name, the first part to give way (the quit dialog and the help name it too).
     """
     hp = snap.hyper
-    parts: dict[str, tuple[str, ...]] = {
-        "state": (f" {snap.state.upper()} ",),
+    parts: dict[str, tuple[str, ...]] = {"state": (f" {snap.state.upper()} ",)}
+    if run:
+        parts["run"] = (f"run {run}", run, "")
+    parts |= {
         "step": (f"step {snap.step}", ""),
         "epoch": (f"ep {snap.epoch} {100 * snap.epoch_progress:.0f}%", ""),
     }
@@ -81,9 +84,9 @@ def status_parts(snap: Snapshot) -> dict[str, tuple[str, ...]]:
     return parts
 
 
-def status_line(snap: Snapshot, width: int) -> str:
-    """The status bar's markup for a row ``width`` cells wide."""
-    kept = fit_parts(status_parts(snap), width, STATUS_STEPS)
+def status_line(snap: Snapshot, width: int, run: str | None = None) -> str:
+    """The status bar's markup for a row ``width`` cells wide (``run``: the run's name)."""
+    kept = fit_parts(status_parts(snap, run), width, STATUS_STEPS)
     out = []
     for name, text in kept.items():
         if name == "state":
@@ -110,6 +113,7 @@ class StatusBar(_FittedLine):
     """State, step, loss, speed, time and settings; parts shortened or dropped to fit, never cut."""
 
     _snap: Snapshot | None = None
+    run: str | None = None  # the run's name, shown where the row has room
 
     def show(self, snap: Snapshot) -> None:
         self._snap = snap
@@ -117,7 +121,7 @@ class StatusBar(_FittedLine):
 
     def _draw(self) -> None:
         if self._snap is not None:
-            self.update(status_line(self._snap, self._width()), layout=False)  # fixed height: no relayout
+            self.update(status_line(self._snap, self._width(), self.run), layout=False)  # fixed height: no relayout
 
 
 def _message_markup(lead: str, text: str, hint: str, alert: bool) -> str:
