@@ -75,8 +75,8 @@ Control characters are shown escaped; scroll for older samples (tab focuses the 
 
 **Status bar** — state (@STATES@), the run's name, step, epoch progress, loss EMA,
 characters per second (only while running), training time, optimizer and lr, clip (±c element, ‖g‖≤c global),
-temperature, save state (saved, saved @step, unsaved). On a narrow terminal the least useful go first (the name
-first of all).
+temperature, save state (saved, saved @step, unsaved). On a narrow terminal the least useful go first (the
+checkpoint's path, then the name).
 The line above it is the latest change; an alert is marked ⚠; a line ending in … (L) continues in the change log.
 
 # Keys

@@ -22,7 +22,7 @@ STATE_STYLE = {"running": "$success", "paused": "$warning", "diverged": "$error"
 
 #: The order in which parts give way when the row is too narrow, least useful first; each mention
 #: moves that part to its next shorter form (see ``status_parts``), the last form of most is "gone".
-STATUS_STEPS = ("run", "run", "epoch", "save", "elapsed", "rate", "loss", "clip", "temp", "rate", "clip", "save",
+STATUS_STEPS = ("save", "run", "run", "epoch", "elapsed", "rate", "loss", "clip", "temp", "rate", "clip", "save",
                 "loss", "rate", "temp", "save", "clip", "optimizer", "lr", "clip", "step")
 
 CUT_MARK = "… (L)"  # a cut message: the change-log screen (L) has it whole
@@ -59,7 +59,8 @@ def status_parts(snap: Snapshot, run: str | None = None) -> dict[str, tuple[str,
     """Each part of the status bar with its forms, longest first ("" = may be dropped), in display order.
 
     The speed shows only while training runs: a paused, diverged, crashed or finished run has no rate.
-    ``run``: the run's name, the first part to give way (the quit dialog and the help name it too).
+    ``run``: the run's name, which gives way right after the checkpoint's path (the quit dialog and the help name it
+    too).
     """
     hp = snap.hyper
     parts: dict[str, tuple[str, ...]] = {"state": (f" {snap.state.upper()} ",)}
