@@ -202,7 +202,7 @@ def first_screen(corpus: Path, repeats: int = 7) -> list[float]:
             while True:
                 pane = subprocess.run([*tmux, "capture-pane", "-p", "-t", f"w{i}"], capture_output=True,
                                       text=True).stdout
-                if re.search(r"RUNNING\s+step \d+", pane):
+                if re.search(r"RUNNING\s+(?:run \S+ |\S+ )?step \d+", pane):  # (the name may fit between)
                     times.append(time.monotonic() - t0)
                     break
                 if time.monotonic() - t0 > 30:

@@ -36,6 +36,9 @@ CORPUS = (
     "all that glitters is not gold; the early bird catches the worm!\n"
 ) * 60
 
+#: The status bar's state and step (the run's name may stand between them, where the bar has room).
+STATE_STEP = re.compile(r"(RUNNING|PAUSED|FINISHED|STOPPED)\s+(?:run \S+ |\S+ )?step (\d+)")
+
 
 def _command() -> list[str]:
     """The installed ``rnntui`` script of this interpreter (else the same code via ``python -m``)."""
@@ -80,7 +83,7 @@ class Tmux:
         self.tmux("send-keys", "-t", self.session, *keys)
 
     def step(self) -> int:
-        m = re.search(r"(RUNNING|PAUSED|FINISHED|STOPPED)\s+step (\d+)", self.screen())
+        m = STATE_STEP.search(self.screen())
         return int(m.group(2)) if m else -1
 
     def wait_step(self, n: int) -> int:
@@ -315,7 +318,8 @@ def test_a_run_outlives_its_terminal_the_whole_cycle(tmux):
     assert "detached from run cycle at step" in tmux.screen()
     tmux._wait(lambda: _runs(tmux.tmp)["cycle"]["step"] > first + 50, "the step to keep growing")
     tmux.new_window("watch", "cycle", "--no-mouse", name="again")
-    again = tmux._wait(lambda: (m := re.search(r"RUNNING\s+step (\d+)", tmux.screen_of("again"))) and int(m.group(1)),
+    again = tmux._wait(lambda: (m := STATE_STEP.search(tmux.screen_of("again"))) and m.group(1) == "RUNNING"
+                       and int(m.group(2)),
                        "the second watch")
     assert again > first + 50
     assert "raw" in tmux.screen_of("again")  # the loss plot, drawn from the run's whole history
