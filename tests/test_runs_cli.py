@@ -171,25 +171,32 @@ def test_a_full_disk_at_a_periodic_save_is_reported_and_the_run_goes_on(make_tra
     ended = {}
     th = threading.Thread(target=lambda: ended.setdefault("end", serve(trainer, folder, signals=False)), daemon=True)
     th.start()
-    wait_until(lambda: trainer.saved_step is not None and trainer.saved_step >= 5, what="a periodic save")
-    before = path.read_bytes()
-    full = {"on": True}
+    try:
+        wait_until(lambda: trainer.saved_step is not None and trainer.saved_step >= 5, what="a periodic save")
+        full = {"on": True}
 
-    def disk_full(tmp):
-        if full["on"]:
-            raise OSError(28, "No space left on device")
+        def disk_full(tmp):
+            if full["on"]:
+                raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "_before_replace", disk_full)
-    saved = trainer.saved_step
-    wait_until(lambda: any("No space left on device" in c.text for c in trainer.changes), what="the failure told")
-    wait_until(lambda: trainer.step > saved + 12, what="training to go on")
-    assert trainer.state == "running" and trainer.saved_step == saved
-    assert path.read_bytes() == before  # the previous checkpoint intact
-    full["on"] = False  # space again: the next periodic save works
-    wait_until(lambda: trainer.saved_step > saved, what="a save once there is room")
-    trainer.send(Stop(save=True))
-    th.join(30)
-    folder.release()
+        monkeypatch.setattr(checkpoint, "_before_replace", disk_full)
+        wait_until(lambda: any("No space left on device" in c.text for c in trainer.changes), what="the failure told")
+        # from here on every save fails (one may have been under way when the disk filled): the file and the
+        # saved step are the last good save's
+        saved, before = trainer.saved_step, path.read_bytes()
+        assert load_checkpoint(path).step == saved
+        wait_until(lambda: trainer.step > saved + 12, what="training to go on")
+        assert trainer.state == "running" and trainer.saved_step == saved
+        assert path.read_bytes() == before  # the previous checkpoint intact
+        full["on"] = False  # space again: the next periodic save works
+        wait_until(lambda: trainer.saved_step > saved, what="a save once there is room")
+        trainer.send(Stop(save=True))
+        th.join(30)
+    finally:
+        if th.is_alive():  # (a failed check must not leave the run training behind the later tests)
+            trainer.send(Stop(discard=True))
+            th.join(30)
+        folder.release()
     assert ended["end"].failure is None and load_checkpoint(path).step == trainer.step
 
 
