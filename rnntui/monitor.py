@@ -265,7 +265,7 @@ def _grad_figures(grads: Packed, count_above: float | None, work: np.ndarray | N
     """max |g|, ‖g‖² and the number of |g| > ``count_above`` (when given) of each tensor, by name, and the gate
     blocks' ‖g‖² (``work``: where |g| may go, a vector like ``grads.flat``)."""
     g, starts, names = grads.flat, grads.starts, grads.layout.names
-    absg = np.abs(g, out=work if work is not None and work.shape == g.shape and work.dtype == g.dtype else None)
+    absg = np.abs(g, out=work)
     max_abs = dict(zip(names, np.maximum.reduceat(absg, starts).tolist(), strict=True))  # NaN stays NaN
     counts = dict.fromkeys(names, 0)
     if count_above is not None and max(max_abs.values()) > count_above:
@@ -292,7 +292,6 @@ class Monitor:
         self.power_iters = power_iters
         self._sigma: list[float] | None = None  # the latest σmax estimates, in block order (see _sigmas_every_other)
         self._fired: deque[bool] = deque(maxlen=CLIP_WINDOW)  # did the clip change the gradient, step by step
-        self._fired_count = 0  # how many of those are True
         self._work: np.ndarray | None = None  # pre_clip's |g|
 
     @property
@@ -330,7 +329,6 @@ class Monitor:
         self._sigma = sig
         self._fired.clear()
         self._fired.extend(bool(f) for f in state.get("fired", ()))
-        self._fired_count = sum(self._fired)
 
     def reach(self, step: int, v: np.ndarray, diag: StepDiagnostics) -> PassReach:
         """The gradient's reach through every layer in the pass ``diag`` describes, and its gate figures (``v``:
@@ -444,16 +442,12 @@ class Monitor:
         total = ParamStats("total", math.sqrt(tot_pre), math.sqrt(tot_post), max(pre.max_abs.values()),
                            tot_clipped / tot_n, math.sqrt(tot_d / tot_p) if tot_p > 0 else 0.0)
         dh = np.asarray(diag.dh_norms, dtype=np.float64)
-        fired = self._fired
-        if len(fired) == fired.maxlen:
-            self._fired_count -= fired[0]
-        fired.append(total.clip_frac > 0)
-        self._fired_count += fired[-1]
+        self._fired.append(total.clip_frac > 0)
         return GradStats(step=step, params=tuple(rows), total=total, clip_mode=clip_mode, clip=float(clip),
                          dh_norms=dh, saturation=float(diag.saturation),
                          sigma_max=self._sigmas_every_other(step, params),
-                         clip_rate=self._fired_count / len(fired),
-                         clip_window=len(fired), blocks=pre.blocks)
+                         clip_rate=sum(self._fired) / len(self._fired),
+                         clip_window=len(self._fired), blocks=pre.blocks)
 
 
 class History:
