@@ -615,6 +615,11 @@ def _ended_words(entry) -> str:
            f"rnntui {corpus} --resume {entry.name}"
 
 
+def _again_line(name: str) -> str:
+    """The line under a viewer's last words on a run that goes on: how to see it again and how to end it."""
+    return f"  rnntui watch {name}   see it again    rnntui stop {name}   end it"
+
+
 def detached_words(name: str, snap) -> tuple[list[str], int]:
     """What a viewer that detached says of the run it leaves (its last snapshot ``snap``), and the exit code:
     1 when the run's training has crashed (it waits, serving, until it is stopped), else 0."""
@@ -622,7 +627,7 @@ def detached_words(name: str, snap) -> tuple[list[str], int]:
 
     step = f" at step {snap.step}" if snap is not None else ""
     state = snap.state if snap is not None else None
-    again = f"  rnntui watch {name}   see it again    rnntui stop {name}   end it"
+    again = _again_line(name)
     if state == CRASHED:
         last = (snap.error or "").strip().splitlines()
         why = f" ({last[-1]})" if last else ""
@@ -656,7 +661,7 @@ def _watch(client, *, mouse: bool = True) -> int:
     lines, code = [], 0
     if app.failed and not client.run_ended:  # the app itself failed (Textual printed why): the run goes on
         lines += [f"rnntui: the app failed; run {name} goes on training{step}",
-                  f"  rnntui watch {name}   see it again    rnntui stop {name}   end it"]
+                  _again_line(name)]
         code = 1
     elif app.outcome == "detached" and not client.run_ended:
         lines, code = detached_words(name, snap)
